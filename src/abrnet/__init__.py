@@ -1,0 +1,34 @@
+"""abrnet: deep networks with exactly binary (0/1) hidden representations.
+
+Adjustable Bounded Rectifiers (Wu, Lin & Tang, arXiv:1511.06201): ``clamp(w_c * x, 0,
+1)`` with a learnable slope per channel, pushed towards a step by a growth penalty,
+then replaced by ``[x > 0]`` at deploy time. The core needs only torch and numpy.
+"""
+
+from . import functional
+from .convert import ConversionError, binarize, binary_layers, convert
+from .layers import ABR, Step, ThresholdStep
+from .penalty import abr_layers, binary_loss, clamp_slopes_, growth_penalty, param_groups
+from .stats import LayerStats, Summary, binarization_stats, summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABR",
+    "ConversionError",
+    "LayerStats",
+    "Step",
+    "Summary",
+    "ThresholdStep",
+    "abr_layers",
+    "binarization_stats",
+    "binarize",
+    "binary_layers",
+    "binary_loss",
+    "clamp_slopes_",
+    "convert",
+    "functional",
+    "growth_penalty",
+    "param_groups",
+    "summary",
+]

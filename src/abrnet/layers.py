@@ -1,0 +1,149 @@
+"""``ABR`` and ``Step`` modules: thin wrappers over :mod:`abrnet.functional`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+from . import functional as F
+
+
+class ABR(LazyModuleMixin, nn.Module):
+    """Adjustable bounded rectifier, ``y = clamp(slope_c * x, 0, 1)`` (Wu et al. 2015).
+
+    Args:
+        num_channels: channels along ``channel_dim``. ``None`` takes it from the first
+            input (the module is lazy until then).
+        channel_dim: the dimension that holds channels: 1 for (N, C), (N, C, L) and
+            (N, C, H, W); -1 for channel-last layouts.
+        shared: one slope for the whole layer instead of one per channel.
+        init_slope: initial slope (the paper uses 1).
+        min_slope: floor on the slope used in the forward pass and in the growth
+            term, so both stay finite. Must be > 0.
+        growth_mult: this layer's multiplier on the growth strength.
+        binary_loss: weight ``lambda`` of the optional per-output penalty
+            ``lambda * min(y, 1 - y)``; 0 disables it. Read the total with
+            :func:`abrnet.binary_loss` after a forward pass.
+    """
+
+    cls_to_become = None  # stay an ABR after materialising: binarize() looks for it
+
+    def __init__(
+        self,
+        num_channels: int | None = None,
+        channel_dim: int = 1,
+        shared: bool = False,
+        init_slope: float = 1.0,
+        min_slope: float = 1e-3,
+        growth_mult: float = 1.0,
+        binary_loss: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not min_slope > 0:
+            raise ValueError(f"min_slope must be > 0, got {min_slope}")
+        if not init_slope >= min_slope:
+            raise ValueError(f"init_slope must be >= min_slope ({min_slope}), got {init_slope}")
+        if growth_mult < 0 or binary_loss < 0:
+            raise ValueError("growth_mult and binary_loss must be >= 0")
+        self.channel_dim = channel_dim
+        self.shared = shared
+        self.init_slope = float(init_slope)
+        self.min_slope = float(min_slope)
+        self.growth_mult = float(growth_mult)
+        self.binary_loss = float(binary_loss)
+        self.last_binary_loss: Tensor | None = None
+        if shared:
+            num_channels = 1
+        if num_channels is None:
+            self.slope = UninitializedParameter()
+        else:
+            self.slope = nn.Parameter(torch.empty(num_channels))
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if not self.has_uninitialized_params():
+            nn.init.constant_(self.slope, self.init_slope)
+
+    def initialize_parameters(self, x: Tensor) -> None:  # called by LazyModuleMixin
+        if self.has_uninitialized_params():
+            with torch.no_grad():
+                self.slope.materialize((x.shape[self.channel_dim],), device=x.device)
+                self.reset_parameters()
+
+    def effective_slope(self) -> Tensor:
+        """The slope the forward pass uses: ``max(slope, min_slope)``."""
+        return F.floor_slope(self.slope, self.min_slope)
+
+    @torch.no_grad()
+    def clamp_slope_(self) -> None:
+        """Project the stored slope back above the floor (call after an optimizer step)."""
+        if not self.has_uninitialized_params():
+            self.slope.clamp_(min=self.min_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.abr(x, self.effective_slope(), self.channel_dim)
+        if self.binary_loss > 0 and self.training:
+            # Per example: summed over units, averaged over the batch, so the gradient
+            # on each output is +-lambda / N, the same scale as a mean task loss.
+            self.last_binary_loss = self.binary_loss * F.binary_penalty(y).sum() / max(len(y), 1)
+        return y
+
+    def extra_repr(self) -> str:
+        if self.has_uninitialized_params():
+            shape = "lazy"
+        else:
+            shape = "shared" if self.shared else f"{self.slope.numel()}"
+        parts = [shape, f"channel_dim={self.channel_dim}", f"init_slope={self.init_slope:g}"]
+        if not self.has_uninitialized_params():
+            s = self.slope.detach()
+            parts.append(f"slope=[{s.min().item():.3g}, {s.mean().item():.3g}, {s.max().item():.3g}]")
+        if self.growth_mult != 1.0:
+            parts.append(f"growth_mult={self.growth_mult:g}")
+        if self.binary_loss:
+            parts.append(f"binary_loss={self.binary_loss:g}")
+        return ", ".join(parts)
+
+
+class Step(nn.Module):
+    """Deploy-time activation ``H(x) = [x > 0]``: every output is exactly 0 or 1."""
+
+    precision = 1  # bits per output, read by abrnet.summary
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.step(x)
+
+
+class ThresholdStep(nn.Module):
+    """``[BatchNorm(x) > 0]`` folded into a per-channel comparison ``[s_c * (x - t_c) > 0]``.
+
+    ``s_c`` is the sign of the BatchNorm scale, ``t_c`` the input level where the
+    normalised output crosses zero. Replaces a BatchNorm + Step pair at deploy time.
+    """
+
+    precision = 1
+
+    def __init__(self, threshold: Tensor, sign: Tensor, channel_dim: int = 1) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.register_buffer("threshold", threshold)
+        self.register_buffer("sign", sign)
+
+    @classmethod
+    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> ThresholdStep:
+        # BN(x) = gamma * (x - mean) / std + beta > 0  <=>  sign(gamma) * (x - t) > 0
+        # with t = mean - beta * std / gamma. gamma == 0 gives a constant [beta > 0].
+        std = torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.affine else torch.ones_like(std)
+        beta = bn.bias if bn.affine else torch.zeros_like(std)
+        gamma, beta = gamma.detach(), beta.detach()
+        safe = torch.where(gamma == 0, torch.ones_like(gamma), gamma)
+        t = bn.running_mean - beta * std / safe
+        t = torch.where(gamma == 0, torch.where(beta > 0, -torch.inf, torch.inf), t)
+        return cls(t, torch.where(gamma < 0, -1.0, 1.0).to(t.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = F._broadcast(self.threshold, x, self.channel_dim)
+        s = F._broadcast(self.sign, x, self.channel_dim)
+        return F.step(s * (x - t))

@@ -1,0 +1,74 @@
+"""Model-level terms: the slope-growth penalty, the binary loss, optimizer groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from .layers import ABR
+
+
+def abr_layers(model: nn.Module) -> Iterator[tuple[str, ABR]]:
+    """``(name, module)`` for every ABR in ``model``, in registration order."""
+    for name, m in model.named_modules():
+        if isinstance(m, ABR):
+            yield name, m
+
+
+def growth_penalty(model: nn.Module, strength: float, kind: str = "log") -> Tensor:
+    """``sum_layers growth_mult * sum_c R(w_c)`` over all ABR slopes (METHOD.md).
+
+    Adding it to the loss pushes every slope up, opposite to weight decay. Lazy
+    layers that have not seen an input yet are skipped.
+    """
+    if strength < 0:
+        raise ValueError(f"growth strength must be >= 0, got {strength}")
+    if kind not in F.GROWTH_KINDS:
+        raise ValueError(f"unknown growth kind {kind!r}: expected one of {', '.join(F.GROWTH_KINDS)}")
+    total = None
+    for _, m in abr_layers(model):
+        if m.has_uninitialized_params() or m.growth_mult == 0:
+            continue
+        term = F.growth(m.effective_slope(), strength * m.growth_mult, kind)
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros(())
+    return total
+
+
+def binary_loss(model: nn.Module) -> Tensor:
+    """Sum of the optional ``lambda * min(y, 1 - y)`` terms from the last forward pass.
+
+    Only layers built with ``binary_loss > 0`` contribute; each layer's term is
+    summed over units and averaged over the batch. Zero when none is enabled.
+    """
+    terms = [m.last_binary_loss for _, m in abr_layers(model) if m.binary_loss > 0 and m.last_binary_loss is not None]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+@torch.no_grad()
+def clamp_slopes_(model: nn.Module) -> None:
+    """Keep every stored slope at or above its layer's floor (after ``optimizer.step``)."""
+    for _, m in abr_layers(model):
+        m.clamp_slope_()
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, slope_lr_mult: float = 10.0) -> list[dict]:
+    """Optimizer parameter groups: slopes get ``lr * slope_lr_mult`` and no weight decay.
+
+    The reference recipes used a 10x slope learning rate on small nets and 1x on
+    AlexNet; decaying a slope would fight the growth term. Call after lazy layers
+    have seen an input.
+    """
+    slopes = [m.slope for _, m in abr_layers(model)]
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in slopes):
+        raise RuntimeError("model has lazy ABR layers: run one forward pass before building the optimizer")
+    ids = {id(p) for p in slopes}
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "weights"}]
+    if slopes:
+        groups.append({"params": slopes, "lr": lr * slope_lr_mult, "weight_decay": 0.0, "name": "slopes"})
+    return groups

@@ -1,0 +1,112 @@
+"""Element-wise maths: gradients against METHOD.md, and properties under hypothesis."""
+
+import math
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from abrnet import functional as F
+
+finite = st.floats(-1024.0, 1024.0, allow_nan=False, allow_infinity=False, width=32)
+slopes = st.floats(0.015625, 1024.0, allow_nan=False, width=32)
+
+
+@given(x=st.lists(finite, min_size=1, max_size=64), w=slopes)
+def test_abr_output_in_unit_interval(x, w):
+    y = F.abr(torch.tensor(x), torch.tensor([w]))
+    assert bool(((y >= 0) & (y <= 1)).all())
+
+
+@given(a=finite, b=finite, w=slopes)
+def test_abr_is_monotone_in_x(a, b, w):
+    lo, hi = min(a, b), max(a, b)
+    y = F.abr(torch.tensor([lo, hi]), torch.tensor([w]))
+    assert y[0] <= y[1]
+
+
+@given(x=st.lists(finite, min_size=1, max_size=64), w=slopes)
+def test_abr_equals_step_outside_linear_region(x, w):
+    x = torch.tensor(x, dtype=torch.float64)
+    w = torch.tensor([w], dtype=torch.float64)
+    y = F.abr(x, w)
+    outside = x.abs() >= 1 / w
+    assert torch.equal(y[outside], F.step(x)[outside])
+
+
+@given(x=st.lists(finite, min_size=1, max_size=64))
+def test_step_is_exactly_binary_and_zero_at_zero(x):
+    x = torch.tensor(x + [0.0, -0.0])
+    y = F.step(x)
+    assert y.dtype == x.dtype
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(y, (x > 0).float())
+    assert y[-1] == 0 and y[-2] == 0  # not sign(0) -> 0.5
+
+
+def _table_grad(kind: str, w: np.ndarray, g: float) -> np.ndarray:
+    # METHOD.md's gradient column, written independently of the implementation.
+    return {"log": -g / w, "l1": -g * np.sign(w) / w**2, "l2": -g / w**3}[kind]
+
+
+def _table_value(kind: str, w: np.ndarray, g: float) -> float:
+    return float({"log": -g * np.log(np.abs(w)), "l1": g / np.abs(w), "l2": g / (2 * w**2)}[kind].sum())
+
+
+@pytest.mark.parametrize("kind", F.GROWTH_KINDS)
+@given(w=st.lists(st.floats(1e-2, 1e2), min_size=1, max_size=16), g=st.floats(0, 10))
+@settings(max_examples=50)
+def test_growth_value_and_gradient_match_method_table(kind, w, g):
+    w_np = np.array(w)
+    slope = torch.tensor(w_np, requires_grad=True)
+    value = F.growth(slope, g, kind)
+    value.backward()
+    assert math.isclose(value.item(), _table_value(kind, w_np, g), rel_tol=1e-9, abs_tol=1e-9)
+    np.testing.assert_allclose(slope.grad.numpy(), _table_grad(kind, w_np, g), rtol=1e-9, atol=1e-12)
+
+
+def test_growth_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="unknown growth kind"):
+        F.growth(torch.ones(3), 1.0, "l3")
+
+
+def _away_from_kinks(x, w, channel_dim):
+    # gradcheck uses finite differences: keep w*x off the kinks at 0 and 1.
+    wx = x * F._broadcast(w, x, channel_dim)
+    bad = ((wx.abs() < 0.05) | ((wx - 1).abs() < 0.05)).to(x.dtype)
+    return x + bad * 0.2
+
+
+@pytest.mark.parametrize("shape,channel_dim", [((4, 5), 1), ((3, 5, 7), 1), ((2, 5, 3, 3), 1), ((2, 3, 3, 5), -1)])
+@pytest.mark.parametrize("shared", [False, True])
+def test_gradcheck_input_and_slopes(shape, channel_dim, shared):
+    torch.manual_seed(0)
+    c = 1 if shared else shape[channel_dim]
+    w = (torch.rand(c, dtype=torch.float64) * 2 + 0.5).requires_grad_()
+    x = _away_from_kinks(torch.randn(shape, dtype=torch.float64), w.detach(), channel_dim).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: F.abr(x, w, channel_dim), (x, w))
+
+
+def test_gradients_are_those_of_method_md():
+    x = torch.tensor([-1.0, 0.25, 0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([1.5], dtype=torch.float64, requires_grad=True)
+    F.abr(x, w).sum().backward()
+    # inside 0 < w x < 1: dy/dx = w, dy/dw = x; saturated: 0
+    assert x.grad.tolist() == [0.0, 1.5, 1.5, 0.0]
+    assert w.grad.item() == pytest.approx(0.25 + 0.5)
+
+
+def test_floor_slope_keeps_value_and_passes_gradient():
+    w = torch.tensor([-1.0, 1e-6, 2.0], requires_grad=True)
+    v = F.floor_slope(w, 1e-3)
+    assert v.tolist() == pytest.approx([1e-3, 1e-3, 2.0])
+    v.sum().backward()
+    assert w.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_binary_penalty_gradient_signs():
+    y = torch.tensor([0.2, 0.8], requires_grad=True)
+    F.binary_penalty(y).sum().backward()
+    assert y.grad.tolist() == [1.0, -1.0]

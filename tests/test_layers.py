@@ -1,0 +1,130 @@
+import pytest
+import torch
+from torch import nn
+
+import abrnet
+
+
+def test_abr_per_channel_nchw_uses_one_slope_per_channel():
+    abr = abrnet.ABR(3)
+    with torch.no_grad():
+        abr.slope.copy_(torch.tensor([1.0, 2.0, 4.0]))
+    x = torch.full((2, 3, 4, 4), 0.2)
+    y = abr(x)
+    assert y[:, 0].unique().tolist() == pytest.approx([0.2])
+    assert y[:, 1].unique().tolist() == pytest.approx([0.4])
+    assert y[:, 2].unique().tolist() == pytest.approx([0.8])
+
+
+def test_abr_channel_last():
+    abr = abrnet.ABR(5, channel_dim=-1)
+    with torch.no_grad():
+        abr.slope.copy_(torch.arange(1.0, 6.0))
+    y = abr(torch.full((2, 7, 5), 0.1))
+    assert y[0, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+@pytest.mark.parametrize("shape,dim", [((4, 6), 1), ((4, 6, 9), 1), ((2, 6, 3, 3), 1), ((2, 3, 3, 6), -1)])
+def test_lazy_abr_takes_channels_from_first_input(shape, dim):
+    abr = abrnet.ABR(channel_dim=dim)
+    assert "lazy" in repr(abr)
+    abr(torch.randn(shape))
+    assert abr.slope.shape == (6,)
+    assert isinstance(abr, abrnet.ABR)
+    assert torch.equal(abr.slope.detach(), torch.ones(6))
+
+
+def test_shared_abr_has_one_slope():
+    abr = abrnet.ABR(shared=True, init_slope=2.0)
+    y = abr(torch.full((3, 8, 2, 2), 0.25))
+    assert abr.slope.shape == (1,)
+    assert torch.allclose(y, torch.full_like(y, 0.5))
+    assert "shared" in repr(abr)
+
+
+def test_slope_floor_keeps_forward_and_growth_finite():
+    model = nn.Sequential(nn.Linear(4, 4), abrnet.ABR(4, min_slope=1e-2))
+    with torch.no_grad():
+        model[1].slope.copy_(torch.tensor([-5.0, 0.0, 1e-9, 3.0]))
+    for kind in ("log", "l1", "l2"):
+        assert torch.isfinite(abrnet.growth_penalty(model, 1.0, kind))
+    abrnet.clamp_slopes_(model)
+    assert model[1].slope.min().item() == pytest.approx(1e-2)
+
+
+def test_growth_pushes_negative_slope_back_up():
+    abr = abrnet.ABR(1, min_slope=1e-2)
+    with torch.no_grad():
+        abr.slope.fill_(-1.0)
+    opt = torch.optim.SGD(abr.parameters(), lr=1e-3)
+    abrnet.growth_penalty(abr, 1.0, "log").backward()
+    opt.step()
+    assert abr.slope.item() > -1.0  # gradient -g/w_eff flows through the floor
+
+
+@pytest.mark.parametrize("bad", [dict(min_slope=0.0), dict(init_slope=1e-5), dict(growth_mult=-1.0)])
+def test_abr_rejects_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        abrnet.ABR(4, **bad)
+
+
+def test_growth_penalty_sums_layers_with_multipliers():
+    model = nn.Sequential(abrnet.ABR(2, init_slope=2.0), abrnet.ABR(3, init_slope=4.0, growth_mult=0.5))
+    got = abrnet.growth_penalty(model, 0.1, "l1")
+    want = 0.1 * (2 / 2.0) + 0.1 * 0.5 * (3 / 4.0)
+    assert got.item() == pytest.approx(want)
+    with pytest.raises(ValueError):
+        abrnet.growth_penalty(model, -1.0)
+
+
+def test_binary_loss_is_lambda_min_y_one_minus_y():
+    abr = abrnet.ABR(2, binary_loss=0.5)
+    model = nn.Sequential(abr, abrnet.ABR(2))  # second layer: binary loss off
+    x = torch.tensor([[0.2, 0.9], [1.5, -1.0]])
+    model(x)
+    want = 0.5 * (0.2 + 0.1 + 0 + 0) / 2
+    assert abrnet.binary_loss(model).item() == pytest.approx(want)
+    assert abrnet.binary_loss(nn.Sequential(abrnet.ABR(2))).item() == 0
+
+
+def test_param_groups_give_slopes_scaled_lr_and_no_decay():
+    model = nn.Sequential(nn.Linear(3, 4), abrnet.ABR(4), nn.Linear(4, 2))
+    groups = abrnet.param_groups(model, lr=0.01, weight_decay=5e-4, slope_lr_mult=10.0)
+    weights, slopes = groups
+    assert slopes["params"] == [model[1].slope]
+    assert slopes["lr"] == pytest.approx(0.1) and slopes["weight_decay"] == 0
+    assert weights["weight_decay"] == 5e-4 and len(weights["params"]) == 4
+    torch.optim.SGD(groups, lr=0.01)
+
+
+def test_param_groups_refuse_lazy_layers():
+    with pytest.raises(RuntimeError, match="forward pass"):
+        abrnet.param_groups(nn.Sequential(abrnet.ABR()), lr=0.1)
+
+
+def test_extra_repr_is_readable():
+    r = repr(abrnet.ABR(8, growth_mult=2.0, binary_loss=0.1))
+    assert "8" in r and "growth_mult=2" in r and "binary_loss=0.1" in r and "slope=[1, 1, 1]" in r
+
+
+def test_abr_round_trips_state_dict():
+    a, b = abrnet.ABR(4), abrnet.ABR()
+    with torch.no_grad():
+        a.slope.mul_(3)
+    b(torch.zeros(1, 4))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.slope, b.slope)
+
+
+def test_threshold_step_matches_batchnorm_then_step():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.copy_(torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, -0.1]))
+        bn.bias.copy_(torch.tensor([0.1, 0.3, -0.2, 0.5, -0.5, 0.0]))
+    x = torch.randn(16, 6, 5, 5)
+    want = abrnet.functional.step(bn(x))
+    got = abrnet.ThresholdStep.from_batchnorm(bn)(x)
+    assert torch.equal(got, want)
