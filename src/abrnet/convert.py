@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import fx, nn
@@ -126,6 +126,7 @@ def convert(
     inplace: bool = False,
     trace: bool = True,
     example_input: torch.Tensor | None = None,
+    factory: Callable[[], nn.Module] | None = None,
     **abr_kwargs,
 ) -> nn.Module:
     """Replace every ReLU in ``model`` with an :class:`ABR`.
@@ -144,14 +145,16 @@ def convert(
             then swapped one-for-one, which is right only if none is called twice.
         example_input: a batch to run once (in eval mode), so the lazy ABR slopes take
             their shape before an optimizer is built.
+        factory: builds the module for each call site instead of an ABR (a rival
+            activation, or a placeholder); ``abr_kwargs`` are then unused.
         **abr_kwargs: passed to every :class:`ABR` (``init_slope``, ``channel_dim``...).
     """
     skip = tuple(skip)
     if not inplace:
         model = copy.deepcopy(model)
 
-    def make() -> ABR:
-        return ABR(**abr_kwargs)
+    def make() -> nn.Module:
+        return factory() if factory is not None else ABR(**abr_kwargs)
 
     if trace:
         tracer = _CallSiteTracer()
