@@ -54,7 +54,9 @@ class DynamicsRecorder(Callback):
         self.previous: dict[str, torch.Tensor] = {}
 
     def on_step_end(self, trainer) -> None:
-        if trainer.step % self.every == 0:
+        # An epoch's last step is recorded by on_epoch_end: a second row at the same step
+        # would show a flip share of 0 at every epoch end.
+        if trainer.step % self.every == 0 and trainer.step % trainer.steps_per_epoch != 0:
             self.record(trainer, "step")
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +236,7 @@ class Trainer:
         if self.dist.main:
             with (self.out / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
+        _fault_point(self.epoch)
         self.save()
         if self.dist.world > 1:
             dist.barrier()
@@ -271,6 +273,13 @@ class Trainer:
 
     def _eval(self, model: nn.Module) -> dict:
         return evaluate(model, self.test_loader, self.device, self.topk)
+
+
+def _fault_point(epoch: int) -> None:
+    # For the resume test: die like a killed job, at the worst moment (the epoch's
+    # metrics are written, its checkpoint is not).
+    if os.environ.get("ABRNET_KILL_AFTER_EPOCH") == str(epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def mean_slope(model: nn.Module) -> float | None:

@@ -66,7 +66,7 @@ def _truncate_jsonl(path: Path, key: str, last: float) -> None:
 def _train_one(cfg, out: Path, data, device, distinfo, resume: bool, progress, label: str, quiet: bool):
     train, test, info = data
     model = build_model(cfg, info.num_classes, info.input_shape)
-    topk = (1, 5) if info.num_classes >= 10 and cfg.dataset == "imagenet" else (1,)
+    topk = (1, 5) if info.num_classes > 5 and cfg.dataset == "imagenet" else (1,)
     callbacks = []
     if distinfo.main:
         callbacks.append(TensorBoard(out / "tb"))

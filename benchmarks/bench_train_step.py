@@ -1,0 +1,125 @@
+"""Training-step time of each recipe's network with ABR against the same network with
+ReLU: forward + backward + optimizer step (+ the growth penalty and slope clamp that
+ABR training adds). Both run side by side in one process, interleaved, and the
+script reports medians and the ratio ABR / ReLU.
+
+    python benchmarks/bench_train_step.py            # CPU, all recipe networks
+    python benchmarks/bench_train_step.py --device cuda --models caffenet --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import abrnet
+from abrnet.models import create_model
+
+# (model, input shape, batch) as the recipes use them
+NETS = {
+    "mlp": ((1, 8, 8), 32),
+    "lenet": ((1, 28, 28), 64),
+    "quick": ((3, 32, 32), 100),
+    "quick-fashion": ((1, 28, 28), 100),
+    "caffenet": ((3, 224, 224), 16),
+    "resnet18": ((3, 224, 224), 16),
+}
+
+
+def build(name: str, method: str, shape) -> nn.Module:
+    torch.manual_seed(0)
+    model_name = name.split("-")[0]
+    act = (lambda c, last: abrnet.ABR(c)) if method == "abr" else (lambda c, last: nn.ReLU())
+    return create_model(model_name, act=act, num_classes=10, input_shape=shape)
+
+
+def make_step(model: nn.Module, abr: bool, x, y, amp: bool):
+    opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
+
+    def step() -> None:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = nn.functional.cross_entropy(model(x), y)
+        if abr:
+            loss = loss + abrnet.growth_penalty(model, 1e-3)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if abr:
+            abrnet.clamp_slopes_(model)
+
+    return step
+
+
+def timed(step, iters: int, sync) -> float:
+    sync()
+    t = time.perf_counter()
+    for _ in range(iters):
+        step()
+    sync()
+    return (time.perf_counter() - t) / iters
+
+
+def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int, amp: bool) -> dict:
+    shape, default_batch = NETS[name]
+    batch = batch or default_batch
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    steps = {}
+    for method in ("relu", "abr"):
+        model = build(name, method, shape).to(device).train()
+        steps[method] = make_step(model, method == "abr", x, y, amp)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for s in steps.values():  # warm-up
+        timed(s, 2, sync)
+    times = {"relu": [], "abr": []}
+    for r in range(repeats):  # interleave, alternating which goes first, so drift hits both
+        order = ("relu", "abr") if r % 2 == 0 else ("abr", "relu")
+        for method in order:
+            times[method].append(timed(steps[method], iters, sync))
+    ratios = [a / r for a, r in zip(times["abr"], times["relu"], strict=True)]
+    return {
+        "model": name, "batch": batch, "input": list(shape),
+        "relu_ms": 1e3 * statistics.median(times["relu"]), "abr_ms": 1e3 * statistics.median(times["abr"]),
+        "ratio_of_medians": statistics.median(times["abr"]) / statistics.median(times["relu"]),
+        "median_ratio": statistics.median(ratios),
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="mlp,lenet,quick,quick-fashion,caffenet,resnet18")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=0, help="override every model's batch")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", help="also write the rows here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"device {device} ({card}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} repeats x {args.iters} steps, interleaved")  # fmt: skip
+    print("| model | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for name in args.models.split(","):
+        row = bench(name, args.batch, device, args.repeats, args.iters, args.amp)
+        rows.append(row)
+        print(f"| {name} | {row['batch']} | {row['relu_ms']:.2f} | {row['abr_ms']:.2f} | "
+              f"{row['ratio_of_medians']:.3f} | {row['median_ratio']:.3f} |", flush=True)  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "card": card, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
