@@ -167,3 +167,26 @@ def test_fold_bn_gives_the_same_outputs():
 def test_converted_graph_module_is_still_fx():
     model = abrnet.convert(torchvision.models.resnet18(num_classes=10))
     assert isinstance(model.layer1[0], fx.GraphModule)
+
+
+def test_fold_bn_inside_converted_resnet_blocks():
+    torch.manual_seed(0)
+    model = abrnet.convert(torchvision.models.resnet18(num_classes=10), example_input=torch.randn(2, 3, 32, 32))
+    for _ in range(2):  # non-trivial running statistics
+        model.train()(torch.randn(8, 3, 32, 32))
+    x = torch.randn(8, 3, 32, 32)
+    plain, folded = abrnet.binarize(model), abrnet.binarize(model, fold_bn=True)
+    thresholds = [m for m in folded.modules() if isinstance(m, abrnet.ThresholdStep)]
+    # each block's bn1 -> relu folds; bn2 + add -> relu_1 cannot, nor the stem (ResNet itself is not fx)
+    assert len(thresholds) == 8
+    assert not hasattr(folded.layer1[0], "bn1")
+    bits = {}
+    for name, net in (("plain", plain), ("folded", folded)):
+        seen = []
+        for m in net.modules():
+            if isinstance(m, (abrnet.Step, abrnet.ThresholdStep)):
+                m.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.flatten()))
+        net(x)
+        bits[name] = torch.cat(seen)
+    # the same bits up to float rounding right at a threshold
+    assert (bits["plain"] == bits["folded"]).float().mean() > 0.9999

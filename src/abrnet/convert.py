@@ -233,11 +233,34 @@ def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: 
     return out
 
 
+def _foldable(bn: nn.Module, step: nn.Module) -> bool:
+    return isinstance(bn, nn.modules.batchnorm._BatchNorm) and type(step) is Step and bn.track_running_stats
+
+
 def _fold_batchnorm(model: nn.Module) -> None:
+    # nn.Sequential: a BatchNorm child right before a Step child.
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         keys = list(seq._modules)
         for a, b in zip(keys, keys[1:]):
-            bn, st = seq._modules[a], seq._modules[b]
-            if isinstance(bn, nn.modules.batchnorm._BatchNorm) and type(st) is Step and bn.track_running_stats:
-                seq._modules[b] = ThresholdStep.from_batchnorm(bn)
+            if _foldable(seq._modules[a], seq._modules[b]):
+                seq._modules[b] = ThresholdStep.from_batchnorm(seq._modules[a])
                 seq._modules[a] = nn.Identity()
+    # fx GraphModules (from convert): a BatchNorm node whose only user is a Step node.
+    for gm in [m for m in model.modules() if isinstance(m, fx.GraphModule)]:
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or not node.args or not isinstance(node.args[0], fx.Node):
+                continue
+            src = node.args[0]
+            if src.op != "call_module" or len(src.users) != 1:
+                continue
+            bn, step = gm.get_submodule(src.target), gm.get_submodule(node.target)
+            if _foldable(bn, step):
+                _set_module(gm, node.target, ThresholdStep.from_batchnorm(bn))
+                node.args = (src.args[0],)
+                gm.graph.erase_node(src)
+                changed = True
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+            gm.delete_all_unused_submodules()
