@@ -10,7 +10,7 @@ Layout of ``RUN_DIR``::
     model.safetensors         final training-form (ABR) weights
     deployed.safetensors      the deployed network, every chosen ABR replaced by a step
     baseline/                 the ReLU baseline, when --baseline (same layout)
-    report.json               final accuracies and per-layer statistics (see docs/report.md)
+    report.json               final accuracies and per-layer statistics (docs/run-directory.md)
 """
 
 from __future__ import annotations
