@@ -31,9 +31,13 @@ def _slope_values(m: nn.Module) -> torch.Tensor | None:
     return None if alpha is None else alpha.detach().float().reshape(-1).cpu()
 
 
-def _stepped(m: nn.Module):
-    step = m.to_step() if hasattr(m, "to_step") else Step()
+def _deploy_form(m: nn.Module) -> nn.Module:
+    # What binarize puts in the layer's place: [x > 0] for an ABR, a rival's own
+    # threshold (PACT: alpha / 2, DoReFa: 1/2) otherwise.
+    return m.to_step() if hasattr(m, "to_step") else Step()
 
+
+def _stepped(step: nn.Module):
     def hook(module, inputs, out):
         return step.to(inputs[0].device)(inputs[0])
 
@@ -68,12 +72,13 @@ class DynamicsRecorder(Callback):
         names = binary_layers(model)
         x, y = self.x.to(trainer.device), self.y.to(trainer.device)
         counters = {n: _Counter() for n in names}
+        steps = {n: _deploy_form(model.get_submodule(n)).to(trainer.device) for n in names}
         bits: dict[str, torch.Tensor] = {}
 
         def hook(name: str):
             def fn(m, inputs, out) -> None:
                 counters[name](m, inputs, out)
-                bits[name] = (inputs[0] > 0).flatten(1).cpu()
+                bits[name] = (steps[name](inputs[0]) > 0).flatten(1).cpu()
 
             return fn
 
@@ -86,7 +91,7 @@ class DynamicsRecorder(Callback):
                 h.remove()
             # The stepped network without a deep copy: hooks swap each layer's output
             # for its deploy form applied to the same input.
-            handles = [model.get_submodule(n).register_forward_hook(_stepped(model.get_submodule(n))) for n in names]
+            handles = [model.get_submodule(n).register_forward_hook(_stepped(steps[n])) for n in names]
             stepped = (model(x).argmax(1) == y).float().mean().item() if names else None
         finally:
             for h in handles:
