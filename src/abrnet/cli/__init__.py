@@ -14,6 +14,11 @@ COMMANDS = {
     "train": "train a recipe: two-phase ABR schedule, binarize, evaluate, save",
     "eval": "evaluate a run directory (ABR, deployed binary, ReLU baseline)",
     "export": "export the deployed binary network to ONNX and check it with onnxruntime",
+    "compare": "compare relu, ste, dorefa, pact, sigmoid and abr on one recipe, budget and seeds",
+    "report": "write an HTML report of a run: curves, binarization dynamics, neuron semantics, memory",
+    "codes": "extract a step layer's bit-packed binary codes (and a Hamming index) from a run",
+    "search": "query a saved Hamming index with codes or with raw inputs through the deployed net",
+    "retrieval": "retrieval mAP and precision@k: binary codes vs float features vs the ReLU baseline",
 }
 
 
