@@ -128,3 +128,10 @@ def test_threshold_step_matches_batchnorm_then_step():
     want = abrnet.functional.step(bn(x))
     got = abrnet.ThresholdStep.from_batchnorm(bn)(x)
     assert torch.equal(got, want)
+
+
+def test_model_with_binary_loss_can_be_binarized_after_training():
+    model = nn.Sequential(nn.Linear(3, 4), abrnet.ABR(4, binary_loss=0.1), nn.Linear(4, 2))
+    (model(torch.randn(5, 3)).sum() + abrnet.binary_loss(model)).backward()
+    deployed = abrnet.binarize(model)  # deepcopy must not trip over the graph-bound loss
+    assert isinstance(deployed[1], abrnet.Step) and model[1].last_binary_loss is not None

@@ -47,3 +47,9 @@ def test_summary_counts_bits_per_example():
 def test_summary_of_all_binary_model_is_32x():
     model = nn.Sequential(nn.Linear(10, 20), abrnet.ABR(20), nn.Linear(20, 20), abrnet.ABR(20), nn.Linear(20, 3))
     assert abrnet.summary(abrnet.binarize(model), (10,)).ratio == pytest.approx(32.0)
+
+
+def test_binarization_stats_counts_threshold_steps():
+    model = nn.Sequential(nn.Linear(3, 5), abrnet.ThresholdStep(torch.tensor([0.5]), torch.tensor([1.0])))
+    s = abrnet.binarization_stats(model, torch.randn(4, 3))["1"]
+    assert s.numel == 20 and s.between == 0 and s.binary == 1

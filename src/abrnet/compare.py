@@ -404,8 +404,8 @@ def _machine_text(m: dict) -> str:
 
 
 def git_commit() -> dict:
-    """The git HEAD of the abrnet source tree, and whether it has uncommitted changes;
-    nulls when git or the repository is missing."""
+    """The git HEAD of the abrnet source tree, and whether the tree differs from it
+    (modified or untracked, not ignored, files); nulls when git or the repository is missing."""
     where = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
@@ -416,7 +416,8 @@ def git_commit() -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if head else None
+    # Untracked (not ignored) files count: a new module the runs used may not be committed yet.
+    status = git("status", "--porcelain") if head else None
     return {"id": head, "dirty": None if status is None else bool(status)}
 
 

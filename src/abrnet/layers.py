@@ -62,6 +62,13 @@ class ABR(LazyModuleMixin, nn.Module):
             self.slope = nn.Parameter(torch.empty(num_channels))
             self.reset_parameters()
 
+    def __getstate__(self) -> dict:
+        # last_binary_loss is tied to the last autograd graph, which deepcopy (as in
+        # binarize) and pickling refuse; it is recomputed on the next forward anyway.
+        state = self.__dict__.copy()
+        state["last_binary_loss"] = None
+        return state
+
     def reset_parameters(self) -> None:
         if not self.has_uninitialized_params():
             nn.init.constant_(self.slope, self.init_slope)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 from .convert import _binarizable
-from .layers import ABR, Step
+from .layers import ABR, Step, ThresholdStep
 
 
 @dataclass
@@ -66,7 +66,7 @@ def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -
     ``data`` is a tensor, or an iterable of tensors or ``(x, y)`` batches; it is run
     through ``model`` in eval mode (the model's mode is restored after).
     """
-    layers = {n: m for n, m in model.named_modules() if _binarizable(m) or isinstance(m, Step)}
+    layers = {n: m for n, m in model.named_modules() if _binarizable(m) or isinstance(m, (Step, ThresholdStep))}
     counters = {n: _Counter() for n in layers}
     handles = [m.register_forward_hook(counters[n]) for n, m in layers.items()]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
