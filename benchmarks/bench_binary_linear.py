@@ -36,18 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _machine import cpu_model  # noqa: E402  (a sibling script module)
 from abrnet.codes import pack
 from abrnet.deploy import BinaryInputLinear
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.system()}, load average {os.getloadavg()[0]:.1f}"
+    return f"{cpu_model()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.system()}, load average {os.getloadavg()[0]:.1f}"
 
 
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}

@@ -15,7 +15,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import tempfile
 
 import numpy as np
@@ -23,17 +22,12 @@ import torch
 from torch import nn
 
 import abrnet
+from _machine import cpu_model  # noqa: E402  (a sibling script module)
 from abrnet.codes import extract_codes, load_codes, pack, save_codes, unpack
 
 
 def machine() -> str:
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, torch {torch.__version__}, numpy {np.__version__}"
+    return f"{cpu_model()}, torch {torch.__version__}, numpy {np.__version__}"
 
 
 def measure(d: int, n: int, tmp: str) -> dict:

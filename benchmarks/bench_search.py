@@ -20,7 +20,6 @@ import datetime
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -28,17 +27,12 @@ import faiss
 import numpy as np
 import torch
 
+from _machine import cpu_model  # noqa: E402  (a sibling script module)
 from abrnet.search import HammingIndex, float_search
 
 
 def machine() -> str:
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, torch {torch.__version__}, faiss {faiss.__version__}, load average {os.getloadavg()[0]:.1f}"
+    return f"{cpu_model()}, torch {torch.__version__}, faiss {faiss.__version__}, load average {os.getloadavg()[0]:.1f}"
 
 
 def qps(fn, warm_up, queries: int, repeats: int, clock) -> float:
