@@ -86,10 +86,10 @@ def test_every_rival_deploys_exactly_binary(digits):
             assert run["binary_layers"] == 2  # the MLP's two hidden layers
             assert run["non_binary_outputs"] == 0 and run["outputs_checked"] == 200 * (256 + 128)
             assert 0 <= run["binary_share"] <= 1 and 0 <= run["deployed"] <= 1
-            # report.json counts Step outputs; a ThresholdStep (dorefa, pact) is counted by compare.
-            thresholds = entry["method"] in ("dorefa", "pact")
-            assert run["binary_check"] == ("compare" if thresholds else "report")
-            assert (digits["out"] / run["run_dir"] / "deployed_check.json").exists() == thresholds
+            # report.json counts Step and ThresholdStep (dorefa, pact) outputs alike, so
+            # compare's own recount (for run dirs written before it did) is not needed.
+            assert run["binary_check"] == "report"
+            assert not (digits["out"] / run["run_dir"] / "deployed_check.json").exists()
         if entry["method"] in ("ste", "dorefa", "pact"):  # already 0/1 while training
             assert agg["binary_share"]["mean"] == 1.0
             assert agg["deployed"] == agg["train_form"]

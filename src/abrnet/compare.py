@@ -252,8 +252,8 @@ def _run_result(report: dict, seed: int, run_dir: str, reused: bool, path: Path)
         row["binary_share"] = sum((s["zero"] + s["one"]) * s["numel"] for s in layers.values()) / max(numel, 1)
         check, row["binary_check"] = report["deployed_binary"], "report"
         if check["layers"] < len(layers):
-            # report.json's check hooks Step layers only; a rival deployed as a
-            # ThresholdStep (dorefa, pact) is then not counted: check it here instead.
+            # A report.json written before binarization_stats counted ThresholdStep
+            # outputs (dorefa, pact) skipped those layers: count them here instead.
             check, row["binary_check"] = deployed_check(path, list(layers)), "compare"
         row["non_binary_outputs"] = check["non_binary_outputs"]
         row["outputs_checked"] = check["outputs_checked"]
