@@ -45,10 +45,10 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool):
     def step() -> None:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             loss = nn.functional.cross_entropy(model(x), y)
-        if abr:
-            loss = loss + abrnet.growth_penalty(model, 1e-3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if abr:  # as the engine does it
+            abrnet.add_growth_grad_(model, 1e-3)
         opt.step()
         if abr:
             abrnet.clamp_slopes_(model)

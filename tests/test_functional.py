@@ -110,3 +110,58 @@ def test_binary_penalty_gradient_signs():
     y = torch.tensor([0.2, 0.8], requires_grad=True)
     F.binary_penalty(y).sum().backward()
     assert y.grad.tolist() == [1.0, -1.0]
+
+
+def _plain_abr(x, w, channel_dim, min_slope):
+    # The definition in plain autograd: clamp(max(w, floor) * x, 0, 1), where the floor
+    # passes the gradient at and above it.
+    w = torch.where(w < min_slope, torch.full_like(w, min_slope), w)
+    return torch.clamp(x * F._broadcast(w, x, channel_dim), 0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "shape,channel_dim", [((6, 10), 1), ((64, 1100), 1), ((8, 16, 24, 24), 1), ((8, 24, 24, 16), -1)]
+)
+@pytest.mark.parametrize("shared", [False, True])
+def test_both_paths_match_plain_autograd(shape, channel_dim, shared):
+    # Small inputs take plain ops, large ones the fused autograd Function: both give
+    # the definition's values and gradients, including slopes under and at the floor.
+    torch.manual_seed(0)
+    c = 1 if shared else shape[channel_dim]
+    w0 = torch.rand(c, dtype=torch.float64) * 2 + 0.5
+    if not shared:
+        w0[0], w0[1] = 1e-4, 1e-3  # under and at the floor
+    x0 = _away_from_kinks(torch.randn(shape, dtype=torch.float64), w0.clamp(min=1e-3), channel_dim)
+    g = torch.randn(shape, dtype=torch.float64)
+    results = []
+    for fn in (lambda x, w: F.abr(x, w, channel_dim, 1e-3), lambda x, w: _plain_abr(x, w, channel_dim, 1e-3)):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        y = fn(x, w)
+        y.backward(g)
+        results.append((y.detach(), x.grad, w.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    if not shared:
+        assert results[0][2][0] == 0 and results[0][2][1] != 0
+
+
+def test_fused_path_saves_only_the_output():
+    # Training memory per ABR equals ReLU's: one activation-sized tensor kept for backward.
+    x = torch.randn(4, 32, 32, 32, requires_grad=True)
+    w = torch.rand(32, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        F.abr(x, w)
+    assert sum(saved) <= x.numel() + 2 * w.numel()
+
+
+def test_fused_path_under_bf16_keeps_dtype_and_float32_slope_grad():
+    x = torch.randn(16, 64, 16, 16, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.full((64,), 2.0, requires_grad=True)
+    y = F.abr(x, w)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
+    inside = ((x.detach().float() * 2 > 0) & (x.detach().float() * 2 < 1)).float()
+    expected = (x.detach().float() * inside).sum((0, 2, 3))
+    torch.testing.assert_close(w.grad, expected, rtol=1e-2, atol=1e-2)

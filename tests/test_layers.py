@@ -135,3 +135,29 @@ def test_model_with_binary_loss_can_be_binarized_after_training():
     (model(torch.randn(5, 3)).sum() + abrnet.binary_loss(model)).backward()
     deployed = abrnet.binarize(model)  # deepcopy must not trip over the graph-bound loss
     assert isinstance(deployed[1], abrnet.Step) and model[1].last_binary_loss is not None
+
+
+@pytest.mark.parametrize("kind", ["log", "l1", "l2"])
+def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
+    # The engine adds the growth gradient after backward(); it must be the gradient
+    # of growth_penalty, multipliers, floor and a missing .grad included.
+    def model():
+        torch.manual_seed(0)
+        m = nn.Sequential(abrnet.ABR(4, min_slope=0.1), abrnet.ABR(3, growth_mult=2.5), abrnet.ABR(2, growth_mult=0))
+        with torch.no_grad():
+            m[0].slope.copy_(torch.tensor([0.05, 0.1, 1.0, 7.0]))  # under, at and above the floor
+            m[1].slope.copy_(torch.tensor([0.5, 2.0, 30.0]))
+        return m
+
+    a, b = model(), model()
+    abrnet.growth_penalty(a, 0.3, kind).backward()
+    a[0].slope.grad.add_(1.0)  # some task gradient already there
+    b[0].slope.grad = torch.ones(4)
+    abrnet.add_growth_grad_(b, 0.3, kind)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        if p.grad is None:
+            assert q.grad is None  # growth_mult 0: untouched
+        else:
+            torch.testing.assert_close(p.grad, q.grad)
+    with pytest.raises(ValueError):
+        abrnet.add_growth_grad_(b, -1.0)

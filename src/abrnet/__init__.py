@@ -8,7 +8,7 @@ then replaced by ``[x > 0]`` at deploy time. The core needs only torch and numpy
 from . import functional
 from .convert import ConversionError, binarize, binary_layers, convert
 from .layers import ABR, Step, ThresholdStep
-from .penalty import abr_layers, binary_loss, clamp_slopes_, growth_penalty, param_groups
+from .penalty import abr_layers, add_growth_grad_, binary_loss, clamp_slopes_, growth_penalty, param_groups
 from .stats import LayerStats, Summary, binarization_stats, summary
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "binarize",
     "binary_layers",
     "binary_loss",
+    "add_growth_grad_",
     "clamp_slopes_",
     "convert",
     "functional",

@@ -78,7 +78,7 @@ SCHEMA = "abrnet-compare-1"
 VARYING = ("method", "seed", "binarize")
 # Fields that say where or how often things are logged, not what is computed: a
 # finished run may be reused under a different value.
-_NOT_MATHS = ("device", "workers", "log_every")
+_NOT_MATHS = ("device", "workers", "log_every", "channels_last")
 
 
 def run_compare(

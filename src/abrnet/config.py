@@ -64,6 +64,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when available
     workers: int = -1  # -1: 0 for in-memory data on CPU, else up to 8
     amp: bool = True  # bf16 autocast on cuda
+    channels_last: bool = True  # NHWC layout for conv nets: 1.3-1.7x faster steps on CPU (max pool, conv)
     log_every: int = 0  # steps between dynamics records; 0: about 30 per epoch
 
     @property
@@ -81,6 +82,9 @@ class TrainConfig:
         for name in ("batch_size", "slope_lr_mult", "init_slope", "min_slope"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("lr", "finetune_lr"):  # the optimizer steps in float32
+            if not getattr(self, name) * self.slope_lr_mult < 3.4e38:
+                raise UserError(f"--{name.replace('_', '-')} x --slope-lr-mult must be finite in float32")
         if self.epochs < 0 or self.finetune_epochs < 0 or self.total_epochs == 0:
             raise UserError("--epochs and --finetune-epochs must be >= 0, and not both 0")
         if self.init_slope < self.min_slope:

@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .convert import binarize, binary_layers
 from .errors import TrainingDiverged, UserError
 from .layers import ABR
-from .penalty import binary_loss, clamp_slopes_, growth_penalty, param_groups
+from .penalty import add_growth_grad_, binary_loss, clamp_slopes_, param_groups
 from .stats import binarization_stats
 
 
@@ -77,6 +77,21 @@ def loader(ds: Dataset, cfg: TrainConfig, device: torch.device, *, sampler=None,
     )
 
 
+def input_format(model: nn.Module) -> torch.memory_format:
+    """``channels_last`` when the model's conv weights are (TrainConfig.channels_last),
+    so inputs match them; otherwise the input keeps its layout."""
+    w = next((p for p in model.parameters() if p.dim() == 4 and p.shape[1] * p.shape[2] * p.shape[3] > 1), None)
+    if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+        return torch.channels_last
+    return torch.preserve_format
+
+
+def to_device(x: torch.Tensor, device: torch.device, fmt: torch.memory_format) -> torch.Tensor:
+    if x.dim() == 4:
+        return x.to(device, non_blocking=True, memory_format=fmt)
+    return x.to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataLoader, device: torch.device, topk: tuple[int, ...] = (1,)) -> dict:
     """Accuracy (top-k) of ``model`` on ``data``, in eval mode."""
@@ -84,8 +99,9 @@ def evaluate(model: nn.Module, data: DataLoader, device: torch.device, topk: tup
     model.eval()
     correct = dict.fromkeys(topk, 0)
     n = 0
+    fmt = input_format(model)
     for x, y in data:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device, fmt), y.to(device, non_blocking=True)
         out = model(x)
         top = out.topk(max(topk), dim=1).indices
         for k in topk:
@@ -102,7 +118,10 @@ class Trainer:
     """
 
     def __init__(self, cfg, model, train_ds, test_ds, out: Path, device, distinfo: DistInfo, callbacks=(), topk=(1,)):
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # a no-op for non-4-D weights
         self.cfg, self.model, self.out, self.device, self.dist = cfg, model.to(device), Path(out), device, distinfo
+        self.input_format = input_format(model)
         self.train_ds, self.test_ds, self.callbacks, self.topk = train_ds, test_ds, list(callbacks), topk
         self.net = model
         if distinfo.world > 1:
@@ -196,16 +215,15 @@ class Trainer:
         seen = 0
         bar = progress(self) if progress else None
         for x, y in self._epoch_loader():
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device, self.input_format), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = self.net(x)
                 task = nn.functional.cross_entropy(out, y)
             loss = task.float() + binary_loss(model).to(self.device)
-            if growth > 0:
-                loss = loss + growth_penalty(model, growth, cfg.growth_kind).to(self.device)
             self._check_finite(loss)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            add_growth_grad_(model, growth, cfg.growth_kind)  # = growth_penalty in the loss
             self.opt.step()
             clamp_slopes_(model)
             self.step += 1

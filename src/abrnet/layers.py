@@ -90,7 +90,7 @@ class ABR(LazyModuleMixin, nn.Module):
             self.slope.clamp_(min=self.min_slope)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.abr(x, self.effective_slope(), self.channel_dim)
+        y = F.abr(x, self.slope, self.channel_dim, self.min_slope)
         if self.binary_loss > 0 and self.training:
             # Per example: summed over units, averaged over the batch, so the gradient
             # on each output is +-lambda / N, the same scale as a mean task loss.
