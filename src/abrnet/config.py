@@ -58,6 +58,10 @@ class TrainConfig:
     finetune_epochs: int = 10
     finetune_lr: float = 1e-4
     finetune_growth: float = 1.0
+    # phase 3 (beyond the paper; 0 = off): freeze the activations into their steps one
+    # after another, first to last, and train what lies after each frozen step
+    frozen_epochs: int = 0
+    frozen_lr: float = 0.001
     # comparison and runtime
     baseline: bool = False  # also train the same net with ReLU on the same budget
     seed: int = 0
@@ -69,24 +73,24 @@ class TrainConfig:
 
     @property
     def total_epochs(self) -> int:
-        return self.epochs + self.finetune_epochs
+        return self.epochs + self.finetune_epochs + self.frozen_epochs
 
     def validate(self) -> TrainConfig:
         for name, options in CHOICES.items():
             value = getattr(self, name)
             if value not in options:
                 raise UserError(f"unknown {name.replace('_', '-')} {value!r}: choose from {', '.join(options)}")
-        for name in ("growth", "finetune_growth", "lr", "finetune_lr", "weight_decay", "binary_loss"):
+        for name in ("growth", "finetune_growth", "lr", "finetune_lr", "frozen_lr", "weight_decay", "binary_loss"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "slope_lr_mult", "init_slope", "min_slope"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("lr", "finetune_lr"):  # the optimizer steps in float32
+        for name in ("lr", "finetune_lr", "frozen_lr"):  # the optimizer steps in float32
             if not getattr(self, name) * self.slope_lr_mult < 3.4e38:
                 raise UserError(f"--{name.replace('_', '-')} x --slope-lr-mult must be finite in float32")
-        if self.epochs < 0 or self.finetune_epochs < 0 or self.total_epochs == 0:
-            raise UserError("--epochs and --finetune-epochs must be >= 0, and not both 0")
+        if min(self.epochs, self.finetune_epochs, self.frozen_epochs) < 0 or self.total_epochs == 0:
+            raise UserError("--epochs, --finetune-epochs and --frozen-epochs must be >= 0, and not all 0")
         if self.init_slope < self.min_slope:
             raise UserError(f"--init-slope ({self.init_slope}) must be >= --min-slope ({self.min_slope})")
         if self.limit is not None and self.limit <= 0:

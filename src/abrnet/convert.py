@@ -193,6 +193,33 @@ def _binarizable(m: nn.Module) -> bool:
     return isinstance(m, ABR) or callable(getattr(m, "to_step", None))
 
 
+def deploy_form(m: nn.Module) -> nn.Module:
+    """What ``binarize`` puts in place of activation ``m``: ``Step`` for an ABR, a rival's
+    own threshold (its ``to_step()``) otherwise."""
+    return m.to_step() if hasattr(m, "to_step") else Step()
+
+
+def freeze(model: nn.Module, layers: Sequence[str]) -> list:
+    """Make the named activations of ``model`` compute their deploy form, in place.
+
+    Unlike :func:`binarize`, the model keeps its modules and parameters (so its
+    state dict, optimizer and checkpoints are unchanged): a forward hook replaces each
+    layer's output by its step applied to the same input. No gradient crosses a
+    frozen step, so training then updates only what lies after it. Returns the hook
+    handles; ``handle.remove()`` unfreezes.
+    """
+    handles = []
+    for name in layers:
+        m = model.get_submodule(name)
+        step = deploy_form(m)
+
+        def hook(module, inputs, out, step=step):
+            return step.to(inputs[0].device)(inputs[0])
+
+        handles.append(m.register_forward_hook(hook))
+    return handles
+
+
 def binary_layers(model: nn.Module) -> list[str]:
     """Names of the activations that ``binarize`` can turn into steps, in order."""
     return [n for n, m in model.named_modules() if _binarizable(m)]
@@ -227,7 +254,7 @@ def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: 
     out = copy.deepcopy(model).eval()
     for name in chosen:
         m = out.get_submodule(name)
-        out = _set_module(out, name, m.to_step() if hasattr(m, "to_step") else Step())
+        out = _set_module(out, name, deploy_form(m))
     if fold_bn:
         _fold_batchnorm(out)
     return out

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .convert import binary_layers
-from .layers import ABR, Step
+from .convert import binary_layers, deploy_form, freeze
+from .layers import ABR
 from .stats import _Counter
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -29,19 +29,6 @@ def _slope_values(m: nn.Module) -> torch.Tensor | None:
         return m.effective_slope().detach().float().cpu()
     alpha = getattr(m, "alpha", None)  # PACT's clip level plays the slope's part
     return None if alpha is None else alpha.detach().float().reshape(-1).cpu()
-
-
-def _deploy_form(m: nn.Module) -> nn.Module:
-    # What binarize puts in the layer's place: [x > 0] for an ABR, a rival's own
-    # threshold (PACT: alpha / 2, DoReFa: 1/2) otherwise.
-    return m.to_step() if hasattr(m, "to_step") else Step()
-
-
-def _stepped(step: nn.Module):
-    def hook(module, inputs, out):
-        return step.to(inputs[0].device)(inputs[0])
-
-    return hook
 
 
 class DynamicsRecorder(Callback):
@@ -72,7 +59,7 @@ class DynamicsRecorder(Callback):
         names = binary_layers(model)
         x, y = self.x.to(trainer.device), self.y.to(trainer.device)
         counters = {n: _Counter() for n in names}
-        steps = {n: _deploy_form(model.get_submodule(n)).to(trainer.device) for n in names}
+        steps = {n: deploy_form(model.get_submodule(n)).to(trainer.device) for n in names}
         bits: dict[str, torch.Tensor] = {}
 
         def hook(name: str):
@@ -89,9 +76,8 @@ class DynamicsRecorder(Callback):
             acc = (model(x).argmax(1) == y).float().mean().item()
             for h in handles:
                 h.remove()
-            # The stepped network without a deep copy: hooks swap each layer's output
-            # for its deploy form applied to the same input.
-            handles = [model.get_submodule(n).register_forward_hook(_stepped(steps[n])) for n in names]
+            # The stepped network without a deep copy.
+            handles = freeze(model, names)
             stepped = (model(x).argmax(1) == y).float().mean().item() if names else None
         finally:
             for h in handles:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from .checkpoint import load_model_state, read_checkpoint, restore_training, save_checkpoint
 from .config import TrainConfig
-from .convert import binarize, binary_layers
+from .convert import binarize, binary_layers, freeze
 from .errors import TrainingDiverged, UserError
 from .layers import ABR
 from .penalty import add_growth_grad_, binary_loss, clamp_slopes_, param_groups
@@ -75,6 +75,22 @@ def loader(ds: Dataset, cfg: TrainConfig, device: torch.device, *, sampler=None,
         generator=generator,
         persistent_workers=False,
     )
+
+
+def phase_of(cfg: TrainConfig, epoch: int) -> int:
+    """The phase that epoch ``epoch`` (0-based) belongs to: 1 train, 2 fine-tune, 3 frozen."""
+    if epoch < cfg.epochs:
+        return 1
+    return 2 if epoch < cfg.epochs + cfg.finetune_epochs else 3
+
+
+def frozen_count(cfg: TrainConfig, epoch: int, layers: int) -> int:
+    """How many of ``layers`` binary layers are frozen while epoch ``epoch`` trains (and
+    after training, when ``epoch`` is the total)."""
+    j = epoch - cfg.epochs - cfg.finetune_epochs
+    if cfg.frozen_epochs == 0 or j < 0:
+        return 0
+    return min(layers, math.ceil((min(j, cfg.frozen_epochs - 1) + 1) * layers / cfg.frozen_epochs))
 
 
 def input_format(model: nn.Module) -> torch.memory_format:
@@ -137,15 +153,18 @@ class Trainer:
         self.last_loss = float("nan")
         self.checkpoint = self.out / "checkpoint.safetensors"
         self.amp = cfg.amp and device.type == "cuda"
+        self._binary, self._frozen = binary_layers(model), []
 
     # -- schedule ---------------------------------------------------------------
     @property
     def phase(self) -> int:
-        return 1 if self.epoch < self.cfg.epochs else 2
+        return phase_of(self.cfg, self.epoch)
 
     @property
     def current_lr(self) -> float:
         cfg = self.cfg
+        if self.phase == 3:
+            return cfg.frozen_lr
         if self.phase == 2:
             return cfg.finetune_lr
         return cfg.lr * cfg.lr_gamma ** sum(self.epoch >= s for s in cfg.lr_steps)
@@ -156,6 +175,14 @@ class Trainer:
 
     def epoch_float(self) -> float:
         return self.step / max(self.steps_per_epoch, 1)
+
+    def _apply_frozen(self) -> None:
+        # Phase 3: before its j-th epoch the first ceil((j + 1) L / frozen_epochs) of the
+        # L binary layers compute their steps; after the last epoch, all of them. It is a
+        # function of the epoch alone, so a resumed run rebuilds it.
+        want = frozen_count(self.cfg, self.epoch, len(self._binary))
+        for name in self._binary[len(self._frozen) : want]:
+            self._frozen.extend(freeze(self.model, [name]))
 
     def _apply_lr(self) -> None:
         for group in self.opt.param_groups:
@@ -202,11 +229,13 @@ class Trainer:
         history = []
         while self.epoch < self.cfg.total_epochs:
             history.append(self.train_epoch(progress))
+        self._apply_frozen()  # also when a resume found the run complete
         return history
 
     def train_epoch(self, progress=None) -> dict:
         cfg, model = self.cfg, self.model
         self._apply_lr()
+        self._apply_frozen()
         lr, growth = self.current_lr, self.current_growth
         model.train()
         started = time.perf_counter()
@@ -240,7 +269,7 @@ class Trainer:
         self.epoch += 1
         metrics = {
             "epoch": self.epoch,
-            "phase": 1 if self.epoch <= cfg.epochs else 2,
+            "phase": phase_of(cfg, self.epoch - 1),
             "step": self.step,
             "lr": lr,
             "growth": growth,

@@ -61,7 +61,7 @@ def progress_factory(enabled: bool):
 
     def for_label(label: str):
         def make(trainer) -> Bar:
-            phase = "train" if trainer.phase == 1 else "fine-tune"
+            phase = {1: "train", 2: "fine-tune", 3: "frozen"}[trainer.phase]
             return Bar(trainer, f"{label} {phase} {trainer.epoch + 1}/{trainer.cfg.total_epochs}")
 
         return make

@@ -24,7 +24,7 @@ from torch import nn
 
 from .checkpoint import load_model_state, read_checkpoint
 from .config import TrainConfig
-from .convert import binarize, binary_layers
+from .convert import binarize, binary_layers, freeze
 from .errors import UserError
 from .layers import ABR
 from .models import create_model
@@ -126,6 +126,11 @@ def load_run(run_dir: str | Path, binarize_layers: str | None = None) -> Run:
     if not weights.exists():
         raise UserError(f"{run_dir} has no weights yet (no model.safetensors or checkpoint.safetensors)")
     model = load_weights(weights, cfg, num_classes, shape)
+    if cfg.frozen_epochs:  # the phase-3 steps the weights were trained with
+        from .engine import frozen_count
+
+        epoch = cfg.total_epochs if weights.name == "model.safetensors" else read_checkpoint(weights)[1]["epoch"]
+        freeze(model, binary_layers(model)[: frozen_count(cfg, int(epoch), len(binary_layers(model)))])
     deployed = binarize(model, binarize_layers or "all") if binary_layers(model) else model
     baseline = None
     base = run_dir / "baseline" / "model.safetensors"
