@@ -1,6 +1,6 @@
 """Training-step time of each recipe's network with ABR against the same network with
-ReLU: forward + backward + optimizer step (+ the growth penalty and slope clamp that
-ABR training adds). Both run side by side in one process, interleaved, and the
+ReLU: forward + backward + optimizer step (+ the growth gradient and slope clamp that
+ABR training adds), in the engine's channels_last layout unless --contiguous. Both run side by side in one process, interleaved, and the
 script reports medians and the ratio ABR / ReLU.
 
     python benchmarks/bench_train_step.py            # CPU, all recipe networks
@@ -65,14 +65,14 @@ def timed(step, iters: int, sync) -> float:
     return (time.perf_counter() - t) / iters
 
 
-def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int, amp: bool) -> dict:
+def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int, amp: bool, fmt) -> dict:
     shape, default_batch = NETS[name]
     batch = batch or default_batch
-    x = torch.randn(batch, *shape, device=device)
+    x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
     steps = {}
     for method in ("relu", "abr"):
-        model = build(name, method, shape).to(device).train()
+        model = build(name, method, shape).to(device, memory_format=fmt).train()
         steps[method] = make_step(model, method == "abr", x, y, amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in steps.values():  # warm-up
@@ -100,19 +100,21 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--contiguous", action="store_true", help="NCHW layout instead of channels_last (the engine's default)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    fmt = torch.contiguous_format if args.contiguous else torch.channels_last
     print(f"device {device} ({card}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.repeats} repeats x {args.iters} steps, interleaved")  # fmt: skip
+          f"{args.repeats} repeats x {args.iters} steps, interleaved, {str(fmt).split('.')[-1]}")  # fmt: skip
     print("| model | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios |")
     print("|---|---|---|---|---|---|")
     rows = []
     for name in args.models.split(","):
-        row = bench(name, args.batch, device, args.repeats, args.iters, args.amp)
+        row = bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt)
         rows.append(row)
         print(f"| {name} | {row['batch']} | {row['relu_ms']:.2f} | {row['abr_ms']:.2f} | "
               f"{row['ratio_of_medians']:.3f} | {row['median_ratio']:.3f} |", flush=True)  # fmt: skip

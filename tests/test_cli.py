@@ -77,13 +77,15 @@ def test_python_m_and_help():
     assert "--finetune-growth" in abrnet("train", "--help").stdout
 
 
-def test_resume_after_a_kill_gives_the_same_metrics(tmp_path):
-    args = ["--epochs", "2", "--finetune-epochs", "1", "--limit", "200", "--quiet"]
+@pytest.mark.parametrize("frozen,kill", [(0, 2), (2, 4)])
+def test_resume_after_a_kill_gives_the_same_metrics(tmp_path, frozen, kill):
+    # (2, 4): killed in the frozen phase, whose frozen steps the resume must rebuild
+    args = ["--epochs", "2", "--finetune-epochs", "1", "--frozen-epochs", frozen, "--limit", "200", "--quiet"]
     abrnet("train", "--out", tmp_path / "straight", *args)
-    killed = abrnet("train", "--out", tmp_path / "killed", *args, env={"ABRNET_KILL_AFTER_EPOCH": "2"}, check=False)
+    killed = abrnet("train", "--out", tmp_path / "killed", *args, env={"ABRNET_KILL_AFTER_EPOCH": str(kill)}, check=False)
     assert killed.returncode != 0
-    # killed after epoch 2's metrics line but before its checkpoint
-    assert len((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) == 2
+    # killed after the epoch's metrics line but before its checkpoint
+    assert len((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) == kill
     abrnet("train", "--out", tmp_path / "killed", "--resume", "--quiet")
 
     def metrics(run):

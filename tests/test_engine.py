@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import abrnet
-from abrnet import checkpoint
+from abrnet import checkpoint, engine
 from abrnet.config import TrainConfig
 from abrnet.engine import DistInfo, Trainer
 from abrnet.errors import UserError
@@ -72,6 +72,34 @@ def test_schedule_two_phases(tmp_path):
     assert [r["growth"] for r in rows] == [0.01, 0.01, 2.0]
     slopes = t.opt.param_groups[1]
     assert slopes["name"] == "slopes" and slopes["lr"] == pytest.approx(1e-4 * 10)
+
+
+def test_frozen_count_freezes_first_to_last():
+    cfg = TrainConfig(epochs=2, finetune_epochs=1, frozen_epochs=2)
+    assert [engine.frozen_count(cfg, e, 3) for e in range(6)] == [0, 0, 0, 2, 3, 3]
+    cfg = TrainConfig(epochs=1, finetune_epochs=0, frozen_epochs=5)
+    assert [engine.frozen_count(cfg, e, 2) for e in range(7)] == [0, 1, 1, 2, 2, 2, 2]
+    assert engine.frozen_count(TrainConfig(frozen_epochs=0), 99, 2) == 0
+
+
+def test_frozen_phase_trains_only_what_follows_the_frozen_steps(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), abrnet.ABR(16), nn.Linear(16, 6), abrnet.ABR(6), nn.Linear(6, 3))
+    cfg = TrainConfig(epochs=1, finetune_epochs=0, frozen_epochs=2, batch_size=8, lr=0.05, frozen_lr=0.05)
+    t = Trainer(cfg, model, _data(), _data(16), tmp_path, torch.device("cpu"), DistInfo())
+    t.train_epoch()
+    before = [p.detach().clone() for p in model.parameters()]
+    row = t.train_epoch()  # phase 3, first epoch: the first ABR is a step
+    assert row["phase"] == 3 and row["lr"] == 0.05
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
+    # Linear(8, 16) and the first slope get no gradient through the step; the rest trains
+    assert changed == [False, False, False, True, True, True, True, True]
+    t.train_epoch()
+    t.fit()
+    # everything frozen: the training form is the deployed network
+    x = _data(16).tensors[0]
+    model.eval()
+    assert torch.equal(model(x), abrnet.binarize(model)(x))
 
 
 def test_checkpoint_metadata_carries_the_config(tmp_path):

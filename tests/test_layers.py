@@ -140,7 +140,7 @@ def test_model_with_binary_loss_can_be_binarized_after_training():
 @pytest.mark.parametrize("kind", ["log", "l1", "l2"])
 def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
     # The engine adds the growth gradient after backward(); it must be the gradient
-    # of growth_penalty, multipliers, floor and a missing .grad included.
+    # of growth_penalty, multipliers and floor included, for every slope with a .grad.
     def model():
         torch.manual_seed(0)
         m = nn.Sequential(abrnet.ABR(4, min_slope=0.1), abrnet.ABR(3, growth_mult=2.5), abrnet.ABR(2, growth_mult=0))
@@ -152,12 +152,12 @@ def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
     a, b = model(), model()
     abrnet.growth_penalty(a, 0.3, kind).backward()
     a[0].slope.grad.add_(1.0)  # some task gradient already there
-    b[0].slope.grad = torch.ones(4)
+    b[0].slope.grad, b[1].slope.grad, b[2].slope.grad = torch.ones(4), torch.zeros(3), torch.zeros(2)
     abrnet.add_growth_grad_(b, 0.3, kind)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
-        if p.grad is None:
-            assert q.grad is None  # growth_mult 0: untouched
-        else:
-            torch.testing.assert_close(p.grad, q.grad)
+        torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(q), q.grad)
+    c = model()
+    abrnet.add_growth_grad_(c, 0.3, kind)  # no .grad anywhere: no part in a loss, untouched
+    assert all(p.grad is None for p in c.parameters())
     with pytest.raises(ValueError):
         abrnet.add_growth_grad_(b, -1.0)

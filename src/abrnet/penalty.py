@@ -63,15 +63,13 @@ def add_growth_grad_(model: nn.Module, strength: float, kind: str = "log") -> No
     with a handful of ``_foreach`` kernels for all layers instead of an autograd
     graph per layer, which cost up to a third of a small net's step. Call it after
     ``backward()`` and before ``optimizer.step()``; under DDP every rank adds the same
-    term to its already averaged gradient.
+    term to its already averaged gradient. Slopes without a ``.grad`` took no part in
+    the loss (a layer frozen into its step, an unused branch) and are left alone.
     """
     _check_growth(strength, kind)
-    layers = [m for _, m in abr_layers(model) if not m.has_uninitialized_params() and m.growth_mult > 0]
+    layers = [m for _, m in abr_layers(model) if m.growth_mult > 0 and m.slope.grad is not None]
     if strength == 0 or not layers:
         return
-    for m in layers:
-        if m.slope.grad is None:
-            m.slope.grad = torch.zeros_like(m.slope)
     # dR/dw at the floored slope, passed straight through the floor (floor_slope).
     w = torch._foreach_clamp_min([m.slope for m in layers], [m.min_slope for m in layers])
     dw = torch._foreach_pow(w, -F.GROWTH_POWER[kind])
