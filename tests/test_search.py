@@ -84,3 +84,22 @@ def test_float_search_equals_numpy_exact_search(metric):
     assert np.array_equal(ids.numpy(), order)
     expected = np.take_along_axis(s, order, 1)
     assert np.allclose(scores.numpy(), -expected if metric == "l2" else expected, atol=1e-4)
+
+
+def test_odd_widths_are_padded_to_words_without_changing_distances(tmp_path):
+    # 500-bit codes (63 bytes) are stored in 64: same distances as a plain numpy count,
+    # and a saved index takes the 63-byte codes back.
+    rng = np.random.default_rng(0)
+    db, q = rng.integers(0, 2, (300, 500)), rng.integers(0, 2, (5, 500))
+    index = HammingIndex(500)
+    assert index.dim == 504 and index.index.d == 512
+    index.add(np.packbits(db, axis=1))
+    dist, ids = index.search(np.packbits(q, axis=1), 300)
+    expected = (q[:, None, :] != db[None]).sum(-1)
+    assert np.array_equal(np.take_along_axis(expected, ids, 1), dist)
+    index.save(tmp_path / "i.faiss")
+    loaded = HammingIndex.load(tmp_path / "i.faiss")
+    assert loaded.accepts(63) and not loaded.accepts(65)
+    assert np.array_equal(loaded.search(np.packbits(q, axis=1), 300)[0], dist)
+    with pytest.raises(ValueError, match=r"\(n, 63\) uint8"):
+        index.add(np.zeros((1, 64), np.uint8))

@@ -15,6 +15,15 @@ from .codes import _numpy, packed_bytes
 from .errors import UserError
 
 KINDS = ("flat", "hnsw")
+# faiss has unrolled Hamming kernels for 4, 8, 16, 20, 32 and 64-byte codes, and reads
+# other widths 8 bytes at a time plus a byte-by-byte tail: a 63-byte code searched 2x
+# slower than the same code padded to 64 bytes (docs/deploy.md).
+_FAST_BYTES = (4, 20)
+
+
+def _stored_bytes(nbytes: int) -> int:
+    """The width, in bytes, that the index stores a ``nbytes`` code in."""
+    return nbytes if nbytes in _FAST_BYTES else -(-nbytes // 8) * 8
 
 
 class HammingIndex:
@@ -28,7 +37,9 @@ class HammingIndex:
         ef_search: HNSW candidate list size at query time, at least ``k``.
 
     Ids are row numbers in the order of :meth:`add`, so labels saved next to the codes
-    (:func:`abrnet.codes.save_codes`) index directly with them.
+    (:func:`abrnet.codes.save_codes`) index directly with them. Codes are stored zero
+    padded to a multiple of 64 bits (zero bits add no distance), which costs up to 7
+    bytes per item and buys faiss's word-wide kernels.
     """
 
     def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 64) -> None:
@@ -37,13 +48,16 @@ class HammingIndex:
         self.dim = 8 * packed_bytes(dim)
         self.kind = kind
         self.ef_search = ef_search
+        stored = 8 * _stored_bytes(self.dim // 8)
         if kind == "flat":
-            self.index = faiss.IndexBinaryFlat(self.dim)
+            self.index = faiss.IndexBinaryFlat(stored)
         else:
-            self.index = faiss.IndexBinaryHNSW(self.dim, hnsw_m)
+            self.index = faiss.IndexBinaryHNSW(stored, hnsw_m)
 
     @classmethod
     def _wrap(cls, index) -> HammingIndex:
+        # A saved index keeps only the stored width; codes of any width that pads to
+        # it are accepted (see _codes).
         self = cls.__new__(cls)
         self.index, self.dim = index, index.d
         self.kind = "hnsw" if isinstance(index, faiss.IndexBinaryHNSW) else "flat"
@@ -54,10 +68,20 @@ class HammingIndex:
     def ntotal(self) -> int:
         return self.index.ntotal
 
+    def accepts(self, nbytes: int) -> bool:
+        """Whether packed codes ``nbytes`` wide fit this index (a loaded index knows only
+        its stored width, so it takes any width that pads to it)."""
+        if self.dim != self.index.d:
+            return nbytes == self.dim // 8
+        return _stored_bytes(nbytes) == self.index.d // 8
+
     def _codes(self, packed) -> np.ndarray:
         p = np.ascontiguousarray(_numpy(packed))
-        if p.dtype != np.uint8 or p.ndim != 2 or p.shape[1] != self.dim // 8:
+        stored = self.index.d // 8
+        if p.dtype != np.uint8 or p.ndim != 2 or not self.accepts(p.shape[1]):
             raise ValueError(f"expected (n, {self.dim // 8}) uint8 packed codes, got {p.dtype} {p.shape}")
+        if p.shape[1] < stored:
+            p = np.pad(p, ((0, 0), (0, stored - p.shape[1])))
         return p
 
     def add(self, packed) -> None:

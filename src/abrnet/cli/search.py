@@ -78,7 +78,7 @@ def _queries_from_codes(args, index):
     if args.items is not None:
         raise UserError("--items goes with --run; with --codes use --query-index")
     codes = read_codes(args.codes)
-    if codes.packed.shape[1] != index.dim // 8:
+    if not index.accepts(codes.packed.shape[1]):
         raise UserError(f"{args.codes} holds {codes.dim}-bit codes but {args.index} indexes {index.dim}-bit ones")
     rows = parse_rows(args.query_index, len(codes.packed), "--query-index")
     labels = None if codes.labels is None else codes.labels[rows]
@@ -102,7 +102,7 @@ def _queries_from_run(args, index, side_meta: dict):
     from torch.utils.data import Subset
 
     bits, labels, _, _ = encode(run, layer, Subset(ds, rows), resolve_device(args.device))
-    if 8 * -(-bits.shape[1] // 8) != index.dim:
+    if not index.accepts(-(-bits.shape[1] // 8)):
         raise UserError(f"layer {layer!r} gives {bits.shape[1]}-bit codes but {args.index} indexes {index.dim}-bit "
                         "ones: pass the --layer the index was built from")  # fmt: skip
     return pack(bits), rows, labels, {"layer": layer, "class_names": list(run.class_names)}
