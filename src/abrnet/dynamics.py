@@ -17,6 +17,9 @@ QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
 class Callback:
+    def on_resume(self, trainer) -> None:
+        pass
+
     def on_step_end(self, trainer) -> None:
         pass
 
@@ -53,8 +56,13 @@ class DynamicsRecorder(Callback):
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         self.record(trainer, "epoch")
 
+    def on_resume(self, trainer) -> None:
+        # The checkpoint holds the model of the last epoch-end record: measure it again,
+        # without writing, so the next record's flip shares compare against it.
+        self.record(trainer, "epoch", write=False)
+
     @torch.no_grad()
-    def record(self, trainer, kind: str) -> None:
+    def record(self, trainer, kind: str, write: bool = True) -> None:
         model = trainer.model
         names = binary_layers(model)
         x, y = self.x.to(trainer.device), self.y.to(trainer.device)
@@ -110,5 +118,6 @@ class DynamicsRecorder(Callback):
             "acc_binary": stepped,
             "layers": layers,
         }
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        if write:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")

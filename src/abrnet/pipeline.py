@@ -77,6 +77,8 @@ def _train_one(cfg, out: Path, data, device, distinfo, resume: bool, progress, l
     if resume and trainer.resume() and distinfo.main:
         _truncate_jsonl(out / "metrics.jsonl", "epoch", trainer.epoch)
         _truncate_jsonl(out / "dynamics.jsonl", "step", trainer.step)
+        for cb in callbacks:
+            cb.on_resume(trainer)
         if not quiet:
             print(f"{label}: resumed at epoch {trainer.epoch}/{cfg.total_epochs}, step {trainer.step}")
     elif distinfo.main:
