@@ -126,12 +126,13 @@ def load_run(run_dir: str | Path, binarize_layers: str | None = None) -> Run:
     if not weights.exists():
         raise UserError(f"{run_dir} has no weights yet (no model.safetensors or checkpoint.safetensors)")
     model = load_weights(weights, cfg, num_classes, shape)
+    names = binary_layers(model)
     if cfg.frozen_epochs:  # the phase-3 steps the weights were trained with
         from .engine import frozen_count
 
         epoch = cfg.total_epochs if weights.name == "model.safetensors" else read_checkpoint(weights)[1]["epoch"]
-        freeze(model, binary_layers(model)[: frozen_count(cfg, int(epoch), len(binary_layers(model)))])
-    deployed = binarize(model, binarize_layers or "all") if binary_layers(model) else model
+        freeze(model, names[: frozen_count(cfg, int(epoch), len(names))])
+    deployed = binarize(model, binarize_layers or "all") if names else model
     baseline = None
     base = run_dir / "baseline" / "model.safetensors"
     if base.exists():
