@@ -36,9 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _machine import cpu_model  # noqa: E402  (a sibling script module)
-from abrnet.codes import pack
-from abrnet.deploy import BinaryInputLinear
+from abrnet.codes.deploy import BinaryInputLinear
+from abrnet.codes.packing import pack
+from abrnet.compare.provenance import cpu_model
 
 
 def machine() -> str:

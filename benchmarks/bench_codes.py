@@ -4,7 +4,7 @@
     python benchmarks/bench_codes.py --quick --json codes.json
 
 Codes come from a deployed model (Linear -> ABR, binarized), extracted with
-``abrnet.codes.extract_codes``; bytes are measured on the arrays (``nbytes``) and on the
+``abrnet.codes.packing.extract_codes``; bytes are measured on the arrays (``nbytes``) and on the
 ``.npz`` file that ``save_codes`` writes (codes and int64 labels). Each row also checks
 that unpacking gives back the step outputs exactly.
 """
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 import abrnet
-from _machine import cpu_model  # noqa: E402  (a sibling script module)
-from abrnet.codes import extract_codes, load_codes, pack, save_codes, unpack
+from abrnet.codes.packing import extract_codes, load_codes, pack, save_codes, unpack
+from abrnet.compare.provenance import cpu_model
 
 
 def machine() -> str:

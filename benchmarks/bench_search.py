@@ -6,7 +6,7 @@
 Both searches use the same number of threads (``--threads``, default 1; faiss through
 ``omp_set_num_threads``, torch through ``set_num_threads``) and the same dimension: d
 bits against d float32 values, pre-normalised so the float search is cosine (``"ip"``
-in ``abrnet.search.float_search``). Queries are searched in one call; queries per second
+in ``abrnet.codes.search.float_search``). Queries are searched in one call; queries per second
 are medians over ``--repeats`` calls, timed by default in this thread's CPU time, which
 leaves out time preempted by other processes (one thread does all the work; use
 ``--clock wall`` with more threads). Float databases larger than ``--float-gb`` are
@@ -27,8 +27,8 @@ import faiss
 import numpy as np
 import torch
 
-from _machine import cpu_model  # noqa: E402  (a sibling script module)
-from abrnet.search import HammingIndex, float_search
+from abrnet.codes.search import HammingIndex, float_search
+from abrnet.compare.provenance import cpu_model
 
 
 def machine() -> str:

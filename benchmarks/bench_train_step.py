@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import abrnet
-from abrnet.models import create_model
+from abrnet.train.models import create_model
 
 # (model, input shape, batch) as the recipes use them
 NETS = {

@@ -18,8 +18,7 @@ opt = torch.optim.SGD(abrnet.param_groups(model, lr=0.02), momentum=0.9)
 
 
 def run(epochs: int, growth: float, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr * (10 if group["name"] == "slopes" else 1)
+    abrnet.set_lr_(opt, lr)  # each group at lr times its multiplier (slopes: 10x)
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(50):
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx]) + abrnet.growth_penalty(model, growth)

@@ -1,4 +1,4 @@
-"""Element-wise maths: gradients against METHOD.md, and properties under hypothesis."""
+"""Element-wise maths: gradients against docs/method.md, and properties under hypothesis."""
 
 import math
 
@@ -47,7 +47,7 @@ def test_step_is_exactly_binary_and_zero_at_zero(x):
 
 
 def _table_grad(kind: str, w: np.ndarray, g: float) -> np.ndarray:
-    # METHOD.md's gradient column, written independently of the implementation.
+    # docs/method.md's gradient column, written independently of the implementation.
     return {"log": -g / w, "l1": -g * np.sign(w) / w**2, "l2": -g / w**3}[kind]
 
 

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import abrnet
+from abrnet import functional as F
 
 
 def test_abr_per_channel_nchw_uses_one_slope_per_channel():
@@ -46,7 +47,7 @@ def test_slope_floor_keeps_forward_and_growth_finite():
     model = nn.Sequential(nn.Linear(4, 4), abrnet.ABR(4, min_slope=1e-2))
     with torch.no_grad():
         model[1].slope.copy_(torch.tensor([-5.0, 0.0, 1e-9, 3.0]))
-    for kind in ("log", "l1", "l2"):
+    for kind in F.GROWTH_KINDS:
         assert torch.isfinite(abrnet.growth_penalty(model, 1.0, kind))
     abrnet.clamp_slopes_(model)
     assert model[1].slope.min().item() == pytest.approx(1e-2)
@@ -137,7 +138,7 @@ def test_model_with_binary_loss_can_be_binarized_after_training():
     assert isinstance(deployed[1], abrnet.Step) and model[1].last_binary_loss is not None
 
 
-@pytest.mark.parametrize("kind", ["log", "l1", "l2"])
+@pytest.mark.parametrize("kind", F.GROWTH_KINDS)
 def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
     # The engine adds the growth gradient after backward(); it must be the gradient
     # of growth_penalty, multipliers and floor included, for every slope with a .grad.

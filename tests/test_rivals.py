@@ -81,8 +81,6 @@ class TestForward:
             act.alpha.fill_(-3.0)
         assert act.effective_alpha().item() == pytest.approx(act.min_alpha)
         assert act(torch.tensor([0.0, 1e-2])).tolist() == [0, 1]  # threshold min_alpha / 2
-        act.clamp_alpha_()
-        assert act.alpha.item() == pytest.approx(act.min_alpha)
 
 
 # --- backward ---------------------------------------------------------------------
@@ -264,14 +262,14 @@ class TestRegistry:
         assert R.make_activation("abr", 8, init_slope=2.0).slope.tolist() == [2.0] * 8
         assert R.make_activation("abr").has_uninitialized_params()
         assert R.make_activation("ste", clip_value=0.5).clip_value == 0.5
-        pact = R.make_activation("pact", 8, init_alpha=3.0, alpha_decay=1e-4)
-        assert pact.alpha.tolist() == [3.0] and pact.alpha_decay == 1e-4
+        pact = R.make_activation("pact", 8, init_alpha=3.0, min_alpha=0.5)
+        assert pact.alpha.tolist() == [3.0] and pact.min_alpha == 0.5
 
     def test_unknown_method_lists_valid_ones(self):
         with pytest.raises(ValueError, match="relu, ste, dorefa, pact, sigmoid, abr"):
             R.make_activation("sign")
 
-    @pytest.mark.parametrize("kwargs", [{"min_alpha": 0.0}, {"init_alpha": 1e-4}, {"alpha_decay": -1.0}])
+    @pytest.mark.parametrize("kwargs", [{"min_alpha": 0.0}, {"init_alpha": 1e-4}])
     def test_pact_rejects_bad_arguments(self, kwargs):
         with pytest.raises(ValueError):
             R.PACT(**kwargs)

@@ -188,8 +188,8 @@ def convert(
     return model
 
 
-def _binarizable(m: nn.Module) -> bool:
-    # ABR, or any activation (such as a rival method's) that knows its deploy form.
+def is_binarizable(m: nn.Module) -> bool:
+    """An ABR, or any activation (such as a rival method's) that knows its deploy form."""
     return isinstance(m, ABR) or callable(getattr(m, "to_step", None))
 
 
@@ -222,7 +222,7 @@ def freeze(model: nn.Module, layers: Sequence[str]) -> list:
 
 def binary_layers(model: nn.Module) -> list[str]:
     """Names of the activations that ``binarize`` can turn into steps, in order."""
-    return [n for n, m in model.named_modules() if _binarizable(m)]
+    return [n for n, m in model.named_modules() if is_binarizable(m)]
 
 
 def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: bool = False) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Element-wise maths of the method (METHOD.md), as plain functions of tensors.
+"""Element-wise maths of the method (docs/method.md), as plain functions of tensors.
 
 ``abr`` has a hand-written backward (:class:`_ABRFunction`); everything else is plain
 autograd.
@@ -10,9 +10,17 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-GROWTH_KINDS = ("log", "l1", "l2")
-# dR/dw = -g * w**-GROWTH_POWER[kind] for w > 0 (the table in ``growth``).
+# The growth kinds, defined here once: dR/dw = -g * w**-GROWTH_POWER[kind] for w > 0
+# (the table in ``growth``). Config choices, the CLI and the tests read this.
 GROWTH_POWER = {"log": 1.0, "l1": 2.0, "l2": 3.0}
+GROWTH_KINDS = tuple(GROWTH_POWER)
+
+
+def check_growth_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`GROWTH_KINDS`, else ValueError."""
+    if kind not in GROWTH_POWER:
+        raise ValueError(f"unknown growth kind {kind!r}: expected one of {', '.join(GROWTH_KINDS)}")
+    return kind
 
 
 def _broadcast(slope: Tensor, x: Tensor, channel_dim: int) -> Tensor:
@@ -42,7 +50,7 @@ _FUSED_MIN_NUMEL = 1 << 16
 
 
 class _ABRFunction(torch.autograd.Function):
-    """``clamp(clamp(w, min=floor) * x, 0, 1)`` with the gradients of METHOD.md, fused.
+    """``clamp(clamp(w, min=floor) * x, 0, 1)`` with the gradients of docs/method.md, fused.
 
     Plain autograd keeps both ``x`` and ``x * w`` alive for the backward pass and
     runs five full-size kernels there; this saves only the output ``y`` (as ReLU
@@ -104,21 +112,20 @@ def step(x: Tensor) -> Tensor:
 
 
 def growth(slope: Tensor, strength: float, kind: str = "log") -> Tensor:
-    """The slope-growth penalty R(w) of METHOD.md, summed over ``slope``.
+    """The slope-growth penalty R(w) of docs/method.md, summed over ``slope``.
 
     | kind | R(w)            | dR/dw            |
     | log  | -g * log|w|     | -g / w           |
     | l1   | g / |w|         | -g sign(w) / w^2 |
     | l2   | g / (2 w^2)     | -g / w^3         |
     """
+    check_growth_kind(kind)
     w = slope.abs()
     if kind == "log":
         return -strength * torch.log(w).sum()
     if kind == "l1":
         return strength * w.reciprocal().sum()
-    if kind == "l2":
-        return strength * (0.5 * w.pow(-2)).sum()
-    raise ValueError(f"unknown growth kind {kind!r}: expected one of {', '.join(GROWTH_KINDS)}")
+    return strength * (0.5 * w.pow(-2)).sum()
 
 
 def binary_penalty(y: Tensor) -> Tensor:

@@ -83,12 +83,6 @@ class ABR(LazyModuleMixin, nn.Module):
         """The slope the forward pass uses: ``max(slope, min_slope)``."""
         return F.floor_slope(self.slope, self.min_slope)
 
-    @torch.no_grad()
-    def clamp_slope_(self) -> None:
-        """Project the stored slope back above the floor (call after an optimizer step)."""
-        if not self.has_uninitialized_params():
-            self.slope.clamp_(min=self.min_slope)
-
     def forward(self, x: Tensor) -> Tensor:
         y = F.abr(x, self.slope, self.channel_dim, self.min_slope)
         if self.binary_loss > 0 and self.training:
@@ -111,6 +105,12 @@ class ABR(LazyModuleMixin, nn.Module):
         if self.binary_loss:
             parts.append(f"binary_loss={self.binary_loss:g}")
         return ", ".join(parts)
+
+
+def is_step(m: nn.Module) -> bool:
+    """A deploy-time step: a module whose outputs are 1 bit (``precision == 1``), such as
+    :class:`Step` and :class:`ThresholdStep`. The one test the library uses."""
+    return getattr(m, "precision", None) == 1
 
 
 class Step(nn.Module):

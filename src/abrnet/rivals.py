@@ -13,6 +13,9 @@ deploy form, whose outputs are exactly 0 or 1 in the input's dtype, so
 The binary ones already give the deploy values in the training forward pass, so a
 deployed network computes exactly what the trained one does in eval mode. Not
 imported by ``abrnet``: ``from abrnet.rivals import make_activation``.
+
+:data:`METHODS` is the one list of activation methods: the config's choices, the
+command line, ``abrnet compare`` and the tests all read it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from torch import Tensor, nn
 
 from . import functional as F
 from .layers import ABR, Step, ThresholdStep
-
-METHODS = ("relu", "ste", "dorefa", "pact", "sigmoid", "abr")
 
 
 def _threshold(x: Tensor, t: Tensor) -> Tensor:
@@ -175,24 +176,18 @@ class PACT(nn.Module):
             straight-through gradient (as :func:`abrnet.functional.floor_slope`), so
             ``alpha`` cannot go to zero or negative (the Distiller #524 failure) and
             still feels its gradient when pushed under the floor. Must be > 0.
-        alpha_decay: the paper's L2 weight ``lambda_alpha`` on ``alpha``, kept here
-            for the trainer: put ``alpha`` in an optimizer group with
-            ``weight_decay=module.alpha_decay``. The module does not apply it.
 
     Deploys as a step at ``alpha/2`` (:class:`abrnet.ThresholdStep`), exactly 0/1.
     """
 
-    def __init__(self, init_alpha: float = 10.0, min_alpha: float = 1e-3, alpha_decay: float = 0.0) -> None:
+    def __init__(self, init_alpha: float = 10.0, min_alpha: float = 1e-3) -> None:
         super().__init__()
         if not min_alpha > 0:
             raise ValueError(f"min_alpha must be > 0, got {min_alpha}")
         if not init_alpha >= min_alpha:
             raise ValueError(f"init_alpha must be >= min_alpha ({min_alpha}), got {init_alpha}")
-        if alpha_decay < 0:
-            raise ValueError(f"alpha_decay must be >= 0, got {alpha_decay}")
         self.init_alpha = float(init_alpha)
         self.min_alpha = float(min_alpha)
-        self.alpha_decay = float(alpha_decay)
         self.alpha = nn.Parameter(torch.empty(1))
         self.reset_parameters()
 
@@ -202,11 +197,6 @@ class PACT(nn.Module):
     def effective_alpha(self) -> Tensor:
         """The clip level the forward pass uses: ``max(alpha, min_alpha)``."""
         return F.floor_slope(self.alpha, self.min_alpha)
-
-    @torch.no_grad()
-    def clamp_alpha_(self) -> None:
-        """Project the stored ``alpha`` back above the floor (call after an optimizer step)."""
-        self.alpha.clamp_(min=self.min_alpha)
 
     def forward(self, x: Tensor) -> Tensor:
         return pact(x, self.effective_alpha())
@@ -244,7 +234,17 @@ class SigmoidBinary(nn.Module):
 
 # --- registry ------------------------------------------------------------------------
 
-_RIVALS = {"ste": SteHeaviside, "dorefa": DoReFa, "pact": PACT, "sigmoid": SigmoidBinary}
+# name -> module class, in the order of METHODS' rows: the float baseline, the rivals,
+# abr last. ``relu`` and ``abr`` take ``num_channels``-free and per-channel arguments.
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "ste": SteHeaviside,
+    "dorefa": DoReFa,
+    "pact": PACT,
+    "sigmoid": SigmoidBinary,
+    "abr": ABR,
+}
+METHODS: tuple[str, ...] = tuple(_ACTIVATIONS)
 
 # Defaults of make_activation (and so of ``abrnet train/compare --method M``) where they
 # differ from the class's. PACT's paper value init_alpha = 10 puts the 1-bit threshold
@@ -270,10 +270,8 @@ def make_activation(method: str, num_channels: int | None = None, **kwargs) -> n
     arguments not given come from :data:`DEFAULTS`: PACT starts at
     ``init_alpha = PACT_INIT_ALPHA`` (1.0), not the class's 10 (see the note there).
     """
-    if method == "relu":
-        return nn.ReLU(**kwargs)
     if method == "abr":
         return ABR(num_channels, **kwargs)
-    if method in _RIVALS:
-        return _RIVALS[method](**{**DEFAULTS.get(method, {}), **kwargs})
+    if method in _ACTIVATIONS:
+        return _ACTIVATIONS[method](**{**DEFAULTS.get(method, {}), **kwargs})
     raise ValueError(f"unknown activation method {method!r}: expected one of {', '.join(METHODS)}")

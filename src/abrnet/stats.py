@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .convert import _binarizable
-from .layers import ABR, Step, ThresholdStep
+from .convert import is_binarizable
+from .layers import ABR, is_step
 
 
 @dataclass
@@ -36,7 +36,10 @@ class LayerStats:
         return self.zero + self.one
 
 
-class _Counter:
+class BinaryCounter:
+    """A forward hook that counts a layer's outputs: exactly 0, exactly 1, and those
+    that differ from the step of the layer's input."""
+
     def __init__(self) -> None:
         self.n = self.zero = self.one = self.changed = 0
 
@@ -66,8 +69,8 @@ def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -
     ``data`` is a tensor, or an iterable of tensors or ``(x, y)`` batches; it is run
     through ``model`` in eval mode (the model's mode is restored after).
     """
-    layers = {n: m for n, m in model.named_modules() if _binarizable(m) or isinstance(m, (Step, ThresholdStep))}
-    counters = {n: _Counter() for n in layers}
+    layers = {n: m for n, m in model.named_modules() if _counted(m)}
+    counters = {n: BinaryCounter() for n in layers}
     handles = [m.register_forward_hook(counters[n]) for n, m in layers.items()]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
@@ -97,6 +100,26 @@ def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -
             numel=c.n,
         )
     return out
+
+
+def _counted(m: nn.Module) -> bool:
+    return is_binarizable(m) or is_step(m)
+
+
+def non_binary_outputs(stats: dict[str, LayerStats]) -> dict:
+    """What a deployed network's check reports: the number of layers, of outputs seen,
+    and of outputs not exactly 0 or 1, from :func:`binarization_stats` of that network."""
+    return {
+        "layers": len(stats),
+        "non_binary_outputs": sum(round(s.between * s.numel) for s in stats.values()),
+        "outputs_checked": sum(s.numel for s in stats.values()),
+    }
+
+
+def mean_slope(model: nn.Module) -> float | None:
+    """Mean effective slope over every ABR unit of ``model``; None without ABRs."""
+    slopes = [m.effective_slope().detach().flatten() for m in model.modules() if isinstance(m, ABR)]
+    return torch.cat(slopes).mean().item() if slopes else None
 
 
 def _slope_of(m: nn.Module) -> Tensor | None:
@@ -204,7 +227,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype =
             if not isinstance(y, Tensor):
                 return
             n = y[0].numel()
-            binary = _binarizable(m) or getattr(m, "precision", 32) == 1
+            binary = _counted(m)
             activation = binary or isinstance(m, _ACTIVATIONS)
             rows.append(
                 SummaryRow(name, type(m).__name__, tuple(y.shape[1:]), activation, 32 * n, n if binary else 32 * n)

@@ -9,12 +9,13 @@ import importlib
 import sys
 
 from ..errors import UserError
+from ..rivals import METHODS
 
 COMMANDS = {
     "train": "train a recipe: two-phase ABR schedule, binarize, evaluate, save",
     "eval": "evaluate a run directory (ABR, deployed binary, ReLU baseline)",
     "export": "export the deployed binary network to ONNX and check it with onnxruntime",
-    "compare": "compare relu, ste, dorefa, pact, sigmoid and abr on one recipe, budget and seeds",
+    "compare": f"compare {', '.join(METHODS)} on one recipe, budget and seeds",
     "report": "write an HTML report of a run: curves, binarization dynamics, neuron semantics, memory",
     "codes": "extract a step layer's bit-packed binary codes (and a Hamming index) from a run",
     "search": "query a saved Hamming index with codes or with raw inputs through the deployed net",

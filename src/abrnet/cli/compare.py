@@ -1,11 +1,12 @@
 """``abrnet compare``: every method on one recipe, one budget and the same seeds.
 
-    abrnet compare --recipe fashion-mnist --methods relu,ste,dorefa,pact,sigmoid,abr \\
-        --binarize all --seeds 3 --out DIR [--epochs ...]
+    abrnet compare --recipe fashion-mnist [--methods M1,M2,...] [--binarize all,last] \\
+        --seeds 3 [--jobs 4] --out DIR [--epochs ...]
 
 Writes ``DIR/compare.json`` and ``DIR/compare.md`` (see :mod:`abrnet.compare`) and
 prints the table. Every recipe field is also a flag and applies to all methods alike.
-Run it again with the same arguments to continue a killed comparison.
+Run it again with the same arguments to continue a killed comparison. Only the
+arguments and the printing live here; :func:`abrnet.compare.run_compare` checks them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import shlex
 import time
 from pathlib import Path
 
-from ..config import CHOICES, METHODS, recipe_names
+from ..rivals import METHODS
+from ..train.config import SCOPES, recipe_names
 from .train import add_config_flags, overrides
 
 PER_RUN = ("recipe", "method", "seed", "binarize")
-# The float baseline first, abr last; the rivals in between.
-DEFAULT_METHODS = ("relu", *(m for m in METHODS if m not in ("relu", "abr")), "abr")
 
 
 def _comma_list(text: str) -> list[str]:
@@ -30,14 +30,18 @@ def _comma_list(text: str) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="digits", help=f"one of: {', '.join(recipe_names())} (default digits)")
     p.add_argument(
-        "--methods", type=_comma_list, default=list(DEFAULT_METHODS), metavar="M1,M2,...",
-        help=f"comma-separated activations to compare (default: all, {','.join(DEFAULT_METHODS)})",
+        "--methods", type=_comma_list, default=list(METHODS), metavar="M1,M2,...",
+        help=f"comma-separated activations to compare (default: all, {','.join(METHODS)})",
     )  # fmt: skip
     p.add_argument(
         "--binarize", type=_comma_list, default=["all"], metavar="SCOPE",
-        help="which hidden representations are binary: all, last, or all,last for both (default all)",
+        help=f"which hidden representations are binary: one or several of {','.join(SCOPES)} (default all)",
     )  # fmt: skip
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="train seeds 0..N-1 of each method (default 3)")
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="train up to N runs at once, each a single-thread process (default 1: one after another)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="comparison directory (default runs/compare-RECIPE-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     add_config_flags(p, exclude=PER_RUN)
@@ -46,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _command(args: argparse.Namespace, out: Path, flags: dict) -> str:
     words = ["abrnet", "compare", "--recipe", args.recipe, "--methods", ",".join(args.methods),
              "--binarize", ",".join(args.binarize), "--seeds", str(args.seeds)]  # fmt: skip
+    if args.jobs != 1:
+        words += ["--jobs", str(args.jobs)]
     for name, value in flags.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -57,24 +63,11 @@ def _command(args: argparse.Namespace, out: Path, flags: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ..compare import run_compare
-    from ..errors import UserError
 
-    if args.recipe not in recipe_names():
-        raise UserError(f"unknown recipe {args.recipe!r}: choose from {', '.join(recipe_names())}")
-    for name, values, options in (("method", args.methods, METHODS), ("binarize", args.binarize, CHOICES["binarize"])):
-        bad = [v for v in values if v not in options]
-        if bad or not values:
-            raise UserError(f"--{name}{'s' if name == 'method' else ''}: unknown {', '.join(bad) or '(empty)'}; "
-                            f"choose from {', '.join(options)}")  # fmt: skip
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     flags = overrides(args, exclude=PER_RUN)
     out = args.out or Path("runs") / f"compare-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = _command(args, out, flags)
-    if not args.quiet:
-        print(f"abrnet compare: {len(args.binarize) * len(args.methods) * args.seeds} runs into {out}")
-    run_compare(args.recipe, args.methods, args.binarize, args.seeds, flags, out, command=command,
-                log=print if not args.quiet else None)  # fmt: skip
+    run_compare(args.recipe, args.methods, args.binarize, args.seeds, flags, out, command=_command(args, out, flags),
+                log=None if args.quiet else print, jobs=args.jobs)  # fmt: skip
     if args.quiet:
         print((out / "compare.md").read_text(), end="")
     print(f"results: {out / 'compare.json'}, {out / 'compare.md'}")

@@ -1,5 +1,5 @@
 """``abrnet export RUN_DIR --onnx model.onnx``: the deployed binary network as ONNX,
-checked against PyTorch with onnxruntime."""
+checked against PyTorch with onnxruntime (:func:`abrnet.codes.export.export_run`)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..codes.export import export_run
     from ..errors import UserError
-    from ..export import export_onnx
-    from ..run import load_run
+    from ..train.run import load_run
 
     run = load_run(args.run_dir, binarize_layers=args.binarize)
-    _, test = run.datasets(limit=args.check_items)
-    x = __import__("torch").stack([test[i][0] for i in range(min(args.check_items, len(test)))])
     if not args.onnx.parent.exists():
         raise UserError(f"no directory {args.onnx.parent} for --onnx")
-    result = export_onnx(run.deployed, x, args.onnx, opset=args.opset)
+    result = export_run(run, args.onnx, check_items=args.check_items, opset=args.opset)
     print(
-        f"wrote {args.onnx} ({result['bytes']:,} bytes); onnxruntime vs PyTorch on {len(x)} test items: "
+        f"wrote {args.onnx} ({result['bytes']:,} bytes); onnxruntime vs PyTorch on {result['items']} test items: "
         f"max |logit diff| {result['max_abs_diff']:.2e}, same prediction {result['same_argmax']:.4f}, "
         f"bits identical in {result['binary_outputs_checked']} step outputs: {result['bits_equal']}"
     )

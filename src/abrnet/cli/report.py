@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from ..analysis.report import write_report
 
     started = time.perf_counter()
     out = write_report(args.run_dir, args.out, layer=args.layer, split=args.split, limit=args.limit,

@@ -9,7 +9,7 @@ import types
 import typing
 from pathlib import Path
 
-from ..config import TrainConfig, recipe_names, resolve
+from ..train.config import TrainConfig, recipe_names, resolve
 
 
 def _int_list(text: str) -> list[int]:
@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..pipeline import format_report, train_run
-    from ..progress import progress_factory
+    from ..train.pipeline import format_report, train_run
+    from ..train.progress import progress_factory
 
     flags = overrides(args, exclude=("recipe",))
     if args.resume:
