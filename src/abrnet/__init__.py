@@ -20,6 +20,7 @@ from .penalty import (
     param_groups,
     set_lr_,
 )
+from .schedule import BinarizationSchedule
 from .stats import LayerStats, Summary, binarization_stats, summary
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "ABR",
+    "BinarizationSchedule",
     "ConversionError",
     "LayerStats",
     "Run",

@@ -9,6 +9,7 @@ deploy form, whose outputs are exactly 0 or 1 in the input's dtype, so
 | dorefa  | ``[x > 1/2]``               | ``g * 1[0 <= x <= 1]``              | step at 1/2     |
 | pact    | ``[x > alpha/2]``           | ``g / alpha * 1[0 <= x < alpha]``   | step at alpha/2 |
 | sigmoid | ``sigmoid(x)``              | ``g * s (1 - s)`` (exact)           | ``Step``        |
+| hashnet | ``sigmoid(2 beta x)``, beta rising with the steps (:mod:`abrnet.hashnet`) | exact | ``Step`` |
 
 The binary ones already give the deploy values in the training forward pass, so a
 deployed network computes exactly what the trained one does in eval mode. Not
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
+from .hashnet import HashNetSigmoid
 from .layers import ABR, Step, ThresholdStep
 
 
@@ -242,6 +244,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "dorefa": DoReFa,
     "pact": PACT,
     "sigmoid": SigmoidBinary,
+    "hashnet": HashNetSigmoid,
     "abr": ABR,
 }
 METHODS: tuple[str, ...] = tuple(_ACTIVATIONS)

@@ -61,17 +61,11 @@ def _batches(data) -> Iterable[Tensor]:
 
 
 @torch.no_grad()
-def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -> dict[str, LayerStats]:
-    """Per activation layer (ABR, Step, or a rival binary activation): slope spread and
-    the shares of outputs that are exactly 0, exactly 1, in between, and that the step
-    would change.
-
-    ``data`` is a tensor, or an iterable of tensors or ``(x, y)`` batches; it is run
-    through ``model`` in eval mode (the model's mode is restored after).
-    """
-    layers = {n: m for n, m in model.named_modules() if _counted(m)}
-    counters = {n: BinaryCounter() for n in layers}
-    handles = [m.register_forward_hook(counters[n]) for n, m in layers.items()]
+def run_hooked(model: nn.Module, data, hooks: dict[nn.Module, object], max_batches: int | None = None) -> None:
+    """Run ``data`` (a tensor, or batches of tensors or ``(x, y)``) through ``model`` in
+    eval mode with a forward hook on each module of ``hooks``; the hooks are removed and
+    the model's mode restored after."""
+    handles = [m.register_forward_hook(fn) for m, fn in hooks.items()]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
@@ -84,6 +78,20 @@ def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+@torch.no_grad()
+def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -> dict[str, LayerStats]:
+    """Per activation layer (ABR, Step, or a rival binary activation): slope spread and
+    the shares of outputs that are exactly 0, exactly 1, in between, and that the step
+    would change.
+
+    ``data`` is a tensor, or an iterable of tensors or ``(x, y)`` batches; it is run
+    through ``model`` in eval mode (the model's mode is restored after).
+    """
+    layers = {n: m for n, m in model.named_modules() if _counted(m)}
+    counters = {n: BinaryCounter() for n in layers}
+    run_hooked(model, data, {m: counters[n] for n, m in layers.items()}, max_batches)
     out = {}
     for name, m in layers.items():
         c = counters[name]

@@ -15,8 +15,8 @@ from abrnet.rivals import METHODS
 from abrnet.train.config import CHOICES, TrainConfig, load_recipe, recipe_names, resolve
 from abrnet.train.datasets import DATASETS
 from abrnet.train.models import MODELS
+from abrnet.train.phases import REFERENCE_FINETUNE, finetune_values, growth_at, lr_at, phase_of
 from abrnet.train.run import build_model
-from abrnet.train.schedule import growth_at, lr_at, phase_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,10 +61,29 @@ def test_the_slope_lr_multiplier_has_one_default():
 
 
 def test_each_phase_has_its_own_growth():
-    cfg = TrainConfig(epochs=2, finetune_epochs=1, frozen_epochs=1, growth=0.1, finetune_growth=2.0, frozen_growth=3.0)
+    cfg = TrainConfig(schedule="paper", epochs=2, finetune_epochs=1, frozen_epochs=1, growth=0.1, finetune_lr=1e-4,
+                      finetune_growth=2.0, frozen_growth=3.0)  # fmt: skip
     assert [phase_of(cfg, e) for e in range(4)] == [1, 1, 2, 3]
     assert [growth_at(cfg, e) for e in range(4)] == [0.1, 0.1, 2.0, 3.0]
     assert [lr_at(cfg, e) for e in range(4)] == [cfg.lr, cfg.lr, cfg.finetune_lr, cfg.frozen_lr]
+
+
+def test_the_adaptive_schedule_decays_the_lr_over_the_whole_budget():
+    cfg = TrainConfig(epochs=2, finetune_epochs=2, lr=0.1, lr_steps=[1, 3], finetune_lr=1e-5)
+    assert cfg.schedule == "adaptive"
+    assert [lr_at(cfg, e) for e in range(4)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("mult", [1.0, 10.0])
+@pytest.mark.parametrize("steps_per_epoch", [45, 600])
+def test_a_compressed_paper_fine_tune_conserves_the_reference_integrals(mult, steps_per_epoch):
+    cfg = TrainConfig(schedule="paper", finetune_epochs=3, slope_lr_mult=mult)
+    lr, growth = finetune_values(cfg, steps_per_epoch)
+    steps = 3 * steps_per_epoch
+    assert lr * steps == pytest.approx(REFERENCE_FINETUNE["lr_steps"])  # weights: 1e-5 x 40k
+    assert mult * lr * growth * steps == pytest.approx(REFERENCE_FINETUNE["slope_push"])  # slopes: 1e-4 x 1 x 40k
+    # a recipe that sets them keeps its own
+    assert finetune_values(TrainConfig(finetune_lr=1e-6, finetune_growth=50.0), steps_per_epoch) == (1e-6, 50.0)
 
 
 def test_fashion_mnist_class_names_match_torchvision():

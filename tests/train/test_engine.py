@@ -9,7 +9,7 @@ from torch import nn
 
 import abrnet
 from abrnet.errors import UserError
-from abrnet.train import checkpoint, schedule
+from abrnet.train import checkpoint, phases
 from abrnet.train.config import TrainConfig
 from abrnet.train.datasets import DatasetInfo
 from abrnet.train.distributed import DistInfo
@@ -68,8 +68,8 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_schedule_two_phases(tmp_path):
-    t = _trainer(tmp_path, lr_steps=[1], finetune_lr=1e-4, growth=0.01, finetune_growth=2.0)
+def test_paper_schedule_two_phases(tmp_path):
+    t = _trainer(tmp_path, schedule="paper", lr_steps=[1], finetune_lr=1e-4, growth=0.01, finetune_growth=2.0)
     rows = [t.train_epoch() for _ in range(3)]
     assert [r["phase"] for r in rows] == [1, 1, 2]
     assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.005, 1e-4])
@@ -78,18 +78,33 @@ def test_schedule_two_phases(tmp_path):
     assert slopes["name"] == "slopes" and slopes["lr"] == pytest.approx(1e-4 * 10)
 
 
+def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
+    t = _trainer(tmp_path, lr_steps=[2])
+    assert t.cfg.schedule == "adaptive" and t.binarization is not None
+    rows = t.fit()
+    assert [r["stage"] for r in rows] == ["learn", "binarize", "freeze"]  # at each epoch's end
+    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.05, 0.005])  # one decay over the budget
+    assert rows[-1]["frozen"] == 1 and rows[-1]["test_acc"] == rows[-1]["test_acc_binary"]
+    x = _data(16).tensors[0]
+    t.model.eval()
+    assert torch.equal(t.model(x), abrnet.binarize(t.model)(x))
+    _, meta = checkpoint.read_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["frozen"] == 1 and meta["binarization"]["step"] == t.step == t.total_steps
+
+
 def test_frozen_count_freezes_first_to_last():
     cfg = TrainConfig(epochs=2, finetune_epochs=1, frozen_epochs=2)
-    assert [schedule.frozen_count(cfg, e, 3) for e in range(6)] == [0, 0, 0, 2, 3, 3]
+    assert [phases.frozen_count(cfg, e, 3) for e in range(6)] == [0, 0, 0, 2, 3, 3]
     cfg = TrainConfig(epochs=1, finetune_epochs=0, frozen_epochs=5)
-    assert [schedule.frozen_count(cfg, e, 2) for e in range(7)] == [0, 1, 1, 2, 2, 2, 2]
-    assert schedule.frozen_count(TrainConfig(frozen_epochs=0), 99, 2) == 0
+    assert [phases.frozen_count(cfg, e, 2) for e in range(7)] == [0, 1, 1, 2, 2, 2, 2]
+    assert phases.frozen_count(TrainConfig(frozen_epochs=0), 99, 2) == 0
 
 
 def test_frozen_phase_trains_only_what_follows_the_frozen_steps(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), abrnet.ABR(16), nn.Linear(16, 6), abrnet.ABR(6), nn.Linear(6, 3))
-    cfg = TrainConfig(epochs=1, finetune_epochs=0, frozen_epochs=2, batch_size=8, lr=0.05, frozen_lr=0.05)
+    cfg = TrainConfig(schedule="paper", epochs=1, finetune_epochs=0, frozen_epochs=2, batch_size=8, lr=0.05,
+                      frozen_lr=0.05)  # fmt: skip
     t = Trainer(cfg, model, _data(), _data(16), tmp_path, torch.device("cpu"), DistInfo(), INFO)
     t.train_epoch()
     before = [p.detach().clone() for p in model.parameters()]

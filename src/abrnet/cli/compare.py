@@ -16,7 +16,7 @@ import shlex
 import time
 from pathlib import Path
 
-from ..rivals import METHODS
+from ..compare.plan import ROWS
 from ..train.config import SCOPES, recipe_names
 from .train import add_config_flags, overrides
 
@@ -30,8 +30,8 @@ def _comma_list(text: str) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="digits", help=f"one of: {', '.join(recipe_names())} (default digits)")
     p.add_argument(
-        "--methods", type=_comma_list, default=list(METHODS), metavar="M1,M2,...",
-        help=f"comma-separated activations to compare (default: all, {','.join(METHODS)})",
+        "--methods", type=_comma_list, default=list(ROWS), metavar="M1,M2,...",
+        help=f"comma-separated rows to compare: a method, or abr-paper (ABR under the paper schedule); default: all, {','.join(ROWS)}",
     )  # fmt: skip
     p.add_argument(
         "--binarize", type=_comma_list, default=["all"], metavar="SCOPE",

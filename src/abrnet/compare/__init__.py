@@ -2,10 +2,12 @@
 
 :func:`run_compare` trains every (scope, method, seed) with one recipe and one budget,
 through the same :func:`abrnet.train.pipeline.train_run` as ``abrnet train``; only ``method``,
-``seed`` and ``binarize`` differ between runs. Accuracy is always the deployed
-network's (every chosen activation replaced by its step, exactly 0/1), next to the
-training form's. The methods are those of :data:`abrnet.rivals.METHODS`, the scopes
-those of :data:`abrnet.train.config.SCOPES`.
+``seed`` and ``binarize`` differ between runs (and ``schedule`` for the ``abr-paper``
+row). Accuracy is always the deployed network's (every chosen activation replaced by its
+step, exactly 0/1), next to the training form's. The rows are those of
+:data:`abrnet.compare.plan.ROWS`: the methods of :data:`abrnet.rivals.METHODS`, and
+``abr-paper``, ABR under the paper's fixed two-phase schedule; the scopes are those of
+:data:`abrnet.train.config.SCOPES`.
 
 Modules, one job each: :mod:`.plan` (inputs checked, one config per run),
 :mod:`.configs` (config matching for reuse and resume), :mod:`.sweep` (train or reuse

@@ -15,6 +15,12 @@ from ..train.config import SCOPES, TrainConfig, resolve
 # The fields compare sets per run; the other fields are the same for every run.
 VARYING = ("method", "seed", "binarize")
 
+# The rows a comparison can hold: every method of the registry, and ABR under the
+# paper's fixed two-phase schedule next to ABR under the adaptive default.
+ROWS: dict[str, dict] = {m: {"method": m} for m in METHODS if m != "abr"}
+ROWS["abr-paper"] = {"method": "abr", "schedule": "paper"}
+ROWS["abr"] = {"method": "abr", "schedule": "adaptive"}
+
 
 @dataclass(frozen=True)
 class Run:
@@ -53,8 +59,8 @@ def checked_names(flag: str, values: str | Sequence[str], options: Sequence[str]
 
 
 def checked_methods(methods: str | Sequence[str]) -> list[str]:
-    """Methods from the registry :data:`abrnet.rivals.METHODS`."""
-    return checked_names("--methods", methods, METHODS)
+    """Rows from :data:`ROWS`: the methods of :data:`abrnet.rivals.METHODS`, and ``abr-paper``."""
+    return checked_names("--methods", methods, tuple(ROWS))
 
 
 def checked_scopes(binarize: str | Sequence[str]) -> list[str]:
@@ -94,15 +100,13 @@ def make_plan(
     keys = [(scope, method, seed) for scope in scopes for method in methods for seed in seeds]
     plan = []
     for i, (scope, method, seed) in enumerate(keys, 1):
-        cfg = resolve(recipe, {**overrides, "method": method, "seed": seed, "binarize": scope})
+        cfg = resolve(recipe, {**overrides, **ROWS[method], "seed": seed, "binarize": scope})
         rel = f"{scope}/{method}-seed{seed}"
         plan.append(Run(i, len(keys), scope, method, seed, cfg, out / rel, rel))
     return plan
 
 
 def common_config(plan: list[Run]) -> dict:
-    """The resolved config shared by all runs: the first run's, less the fields that vary."""
-    common = json.loads(plan[0].config.to_json())
-    for key in VARYING:
-        common.pop(key)
-    return common
+    """The resolved config shared by all runs: the fields on which every run agrees."""
+    configs = [json.loads(run.config.to_json()) for run in plan]
+    return {k: v for k, v in configs[0].items() if k not in VARYING and all(c[k] == v for c in configs)}

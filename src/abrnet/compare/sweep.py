@@ -43,7 +43,8 @@ def run_compare(
 
     Args:
         recipe: a recipe name (``abrnet.train.config.recipe_names()``).
-        methods: activations to compare, from :data:`abrnet.rivals.METHODS`.
+        methods: rows to compare, from :data:`abrnet.compare.plan.ROWS` (the methods of
+            :data:`abrnet.rivals.METHODS`, and ``abr-paper``: ABR under the paper schedule).
         binarize: ``"all"``, ``"last"``, or several of them (:data:`abrnet.train.config.SCOPES`).
         seeds: a count ``n`` (seeds ``0..n-1``) or the seeds themselves.
         overrides: config fields applied on top of the recipe for every run; must not

@@ -21,10 +21,14 @@ from ..errors import UserError
 from ..functional import GROWTH_KINDS
 from ..penalty import SLOPE_LR_MULT
 from ..rivals import METHODS
+from ..schedule import BINARIZE_AT, FREEZE_AT, SATURATE
 from .datasets import DATASETS
 from .models import MODELS
 
 SCOPES = ("all", "last")
+# adaptive: abrnet.BinarizationSchedule drives the ABRs over the whole budget (default);
+# paper: the reference's two phases (train, then fine-tune), plus the optional phase 3.
+SCHEDULES = ("adaptive", "paper")
 # Each field with a closed set of values reads it from the registry that defines it.
 CHOICES = {
     "binarize": SCOPES,
@@ -32,6 +36,7 @@ CHOICES = {
     "method": METHODS,
     "dataset": tuple(DATASETS),
     "model": tuple(MODELS),
+    "schedule": SCHEDULES,
 }
 
 
@@ -54,17 +59,25 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_steps: list[int] = field(default_factory=list)  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
-    growth: float = 0.001
+    growth: float | None = None  # None: the schedule's own (paper 0.001, adaptive 0)
     growth_kind: str = "log"
     slope_lr_mult: float = SLOPE_LR_MULT
     init_slope: float = 1.0
     min_slope: float = 1e-3
     shared_slope: bool = False
     binary_loss: float = 0.0
-    # phase 2: fine-tune towards binary with a large growth and a small fixed lr
+    # how the ABRs become steps over the budget (epochs + finetune_epochs + frozen_epochs)
+    schedule: str = "adaptive"
+    # adaptive: where the floors start to rise and where the freezing starts, as shares
+    # of all steps, and the share of held-out inputs each layer saturates at the end
+    binarize_at: float = BINARIZE_AT
+    freeze_at: float = FREEZE_AT
+    saturate: float = SATURATE
+    # paper phase 2: fine-tune towards binary with a large growth and a small fixed lr;
+    # None: the values that conserve the reference's fine-tune integrals (docs/method.md)
     finetune_epochs: int = 10
-    finetune_lr: float = 1e-4
-    finetune_growth: float = 1.0
+    finetune_lr: float | None = None
+    finetune_growth: float | None = None
     # phase 3 (beyond the paper; 0 = off): freeze the activations into their steps one
     # after another, first to last, and train what lies after each frozen step
     frozen_epochs: int = 0
@@ -89,16 +102,20 @@ class TrainConfig:
             if value not in options:
                 raise UserError(f"unknown {name.replace('_', '-')} {value!r}: choose from {', '.join(options)}")
         for name in ("growth", "finetune_growth", "frozen_growth", "lr", "finetune_lr", "frozen_lr", "weight_decay", "binary_loss"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "slope_lr_mult", "init_slope", "min_slope"):
             if not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "finetune_lr", "frozen_lr"):  # the optimizer steps in float32
-            if not getattr(self, name) * self.slope_lr_mult < 3.4e38:
+            if not (getattr(self, name) or 0) * self.slope_lr_mult < 3.4e38:
                 raise UserError(f"--{name.replace('_', '-')} x --slope-lr-mult must be finite in float32")
         if min(self.epochs, self.finetune_epochs, self.frozen_epochs) < 0 or self.total_epochs == 0:
             raise UserError("--epochs, --finetune-epochs and --frozen-epochs must be >= 0, and not all 0")
+        if not 0 <= self.binarize_at <= self.freeze_at <= 1:
+            raise UserError(f"need 0 <= --binarize-at ({self.binarize_at}) <= --freeze-at ({self.freeze_at}) <= 1")
+        if not 0 < self.saturate < 1:
+            raise UserError(f"--saturate must lie in (0, 1), got {self.saturate}")
         if self.init_slope < self.min_slope:
             raise UserError(f"--init-slope ({self.init_slope}) must be >= --min-slope ({self.min_slope})")
         if self.limit is not None and self.limit <= 0:

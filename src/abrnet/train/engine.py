@@ -15,13 +15,15 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..convert import binarize, binary_layers, freeze
 from ..errors import TrainingDiverged, UserError
-from ..penalty import add_growth_grad_, binary_loss, clamp_slopes_, param_groups, set_lr_
+from ..hashnet import HashNetSigmoid
+from ..penalty import abr_layers, add_growth_grad_, binary_loss, clamp_slopes_, param_groups, set_lr_
+from ..schedule import BinarizationSchedule
 from ..stats import binarization_stats, mean_slope
 from .checkpoint import load_model_state, read_checkpoint, restore_training, save_checkpoint
 from .datasets import DatasetInfo, make_loader
 from .distributed import DistInfo
 from .evaluate import evaluate, input_format, to_device
-from .schedule import frozen_count, growth_at, lr_at, phase_of
+from .phases import frozen_count, growth_at, lr_at, phase_of
 
 
 class Trainer:
@@ -54,6 +56,17 @@ class Trainer:
         self.checkpoint = self.out / "checkpoint.safetensors"
         self.amp = cfg.amp and device.type == "cuda"
         self._binary, self._frozen = binary_layers(model), []
+        self.total_steps = cfg.total_epochs * self.steps_per_epoch
+        for m in model.modules():  # HashNet's beta follows the same budget of steps
+            if isinstance(m, HashNetSigmoid):
+                m.total_steps = self.total_steps
+        self.binarization = None  # the adaptive schedule, when there are ABRs to drive
+        if cfg.schedule == "adaptive" and abr_layers(model):
+            growth = {} if cfg.growth is None else {"growth": cfg.growth}  # None: the schedule's default
+            self.binarization = BinarizationSchedule(
+                model, self.opt, self.total_steps, kind=cfg.growth_kind, binarize_at=cfg.binarize_at,
+                freeze_at=cfg.freeze_at, saturate=cfg.saturate, held_out=_held_out(train_ds), **growth,
+            )  # fmt: skip
 
     # -- schedule ---------------------------------------------------------------
     @property
@@ -62,16 +75,25 @@ class Trainer:
 
     @property
     def current_lr(self) -> float:
-        return lr_at(self.cfg, self.epoch)
+        return lr_at(self.cfg, self.epoch, self.steps_per_epoch)
 
     @property
     def current_growth(self) -> float:
-        return growth_at(self.cfg, self.epoch)
+        if self.binarization is not None:
+            return self.binarization.current_growth
+        return growth_at(self.cfg, self.epoch, self.steps_per_epoch)
+
+    @property
+    def frozen(self) -> int:
+        """How many binary layers, first to last, compute their step now."""
+        return self.binarization.frozen_count() if self.binarization is not None else len(self._frozen)
 
     def epoch_float(self) -> float:
         return self.step / max(self.steps_per_epoch, 1)
 
     def _apply_frozen(self) -> None:
+        if self.binarization is not None:
+            return  # the adaptive schedule freezes as it goes
         # Phase 3: before its j-th epoch the first ceil((j + 1) L / frozen_epochs) of the
         # L binary layers compute their steps; after the last epoch, all of them. It is a
         # function of the epoch alone, so a resumed run rebuilds it.
@@ -84,7 +106,9 @@ class Trainer:
     def save(self) -> None:
         if not self.dist.main:
             return
-        meta = {"config": json.loads(self.cfg.to_json()), "epoch": self.epoch, "step": self.step}
+        meta = {"config": json.loads(self.cfg.to_json()), "epoch": self.epoch, "step": self.step, "frozen": self.frozen}
+        if self.binarization is not None:
+            meta["binarization"] = self.binarization.state_dict()
         try:
             save_checkpoint(self.checkpoint, self.model, metadata=meta, optimizer=self.opt)
         except OSError as err:
@@ -103,6 +127,8 @@ class Trainer:
         except (ValueError, KeyError) as err:
             raise UserError(f"{self.checkpoint} has an optimizer state for another model ({err})") from None
         self.epoch, self.step = int(meta["epoch"]), int(meta["step"])
+        if self.binarization is not None:
+            self.binarization.load_state_dict(meta["binarization"])
         return True
 
     # -- training -----------------------------------------------------------------
@@ -144,9 +170,11 @@ class Trainer:
             self._check_finite(loss)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            add_growth_grad_(model, growth, cfg.growth_kind)  # = growth_penalty in the loss
+            if self.binarization is None:  # else the schedule's optimizer hooks do both
+                add_growth_grad_(model, growth, cfg.growth_kind)  # = growth_penalty in the loss
             self.opt.step()
-            clamp_slopes_(model)
+            if self.binarization is None:
+                clamp_slopes_(model)
             self.step += 1
             self.last_loss = task.item()
             total_loss += task.detach().float() * len(y)
@@ -165,6 +193,8 @@ class Trainer:
             "step": self.step,
             "lr": lr,
             "growth": growth,
+            "frozen": self.frozen,
+            **({"stage": self.binarization.stage} if self.binarization is not None else {}),
             "train_loss": total_loss.item() / max(seen, 1),  # the task loss, without penalties
             "train_acc": correct.item() / max(seen, 1),
             "epoch_time": time.perf_counter() - started,
@@ -214,3 +244,7 @@ class Trainer:
         return evaluate(model, self.test_loader, self.device, self.info.topk)
 
 
+def _held_out(ds, n: int = 256) -> torch.Tensor:
+    """The first ``n`` training inputs: where the adaptive schedule measures how far each
+    layer's slopes must rise (training data, so the test set stays unseen)."""
+    return torch.stack([ds[i][0] for i in range(min(n, len(ds)))])

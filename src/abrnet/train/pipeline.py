@@ -140,7 +140,7 @@ def finish(cfg, out: Path, trainer, baseline, data, wall: float) -> dict:
     """Deploy, evaluate exactly, and write the models and ``report.json``."""
     train, test, info = data
     model = trainer.model.eval()
-    _save_model(out / "model.safetensors", model, cfg, form="train")
+    _save_model(out / "model.safetensors", model, cfg, form="train", frozen=trainer.frozen)
     acc = {}
     method_acc = trainer.accuracy(model)
     acc["train_form"] = method_acc[1]

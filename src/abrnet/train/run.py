@@ -29,7 +29,7 @@ from .checkpoint import load_model_state, read_checkpoint
 from .config import TrainConfig
 from .datasets import DATASETS, make_loader
 from .models import create_model
-from .schedule import frozen_count
+from .phases import frozen_count
 
 
 def activation_factory(cfg: TrainConfig):
@@ -103,11 +103,12 @@ class Run:
         return self.info.class_names
 
 
-def load_weights(path: Path, cfg: TrainConfig, num_classes: int, input_shape) -> nn.Module:
+def load_weights(path: Path, cfg: TrainConfig, num_classes: int, input_shape) -> tuple[nn.Module, dict]:
+    """The model of ``cfg`` with the weights in ``path`` (eval mode), and the file's metadata."""
     model = build_model(cfg, num_classes, input_shape)
-    tensors, _ = read_checkpoint(path)
+    tensors, meta = read_checkpoint(path)
     load_model_state(model, tensors, path)
-    return model.eval()
+    return model.eval(), meta
 
 
 def load_run(run_dir: str | Path, binarize_layers: str | None = None) -> Run:
@@ -115,28 +116,32 @@ def load_run(run_dir: str | Path, binarize_layers: str | None = None) -> Run:
     (default: all binary layers of the trained net)."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
-    meta = _run_meta(run_dir)
+    ds_meta = _run_meta(run_dir)
     info = DATASETS[cfg.dataset]
-    shape = tuple(meta.get("input_shape", info.input_shape))
-    if "class_names" in meta:
-        info = info.with_classes(tuple(meta["class_names"]))
-    info = replace(info, num_classes=meta.get("num_classes", info.num_classes), input_shape=shape)
+    shape = tuple(ds_meta.get("input_shape", info.input_shape))
+    if "class_names" in ds_meta:
+        info = info.with_classes(tuple(ds_meta["class_names"]))
+    info = replace(info, num_classes=ds_meta.get("num_classes", info.num_classes), input_shape=shape)
     num_classes = info.num_classes
     weights = run_dir / "model.safetensors"
     if not weights.exists():
         weights = run_dir / "checkpoint.safetensors"
     if not weights.exists():
         raise UserError(f"{run_dir} has no weights yet (no model.safetensors or checkpoint.safetensors)")
-    model = load_weights(weights, cfg, num_classes, shape)
+    model, weights_meta = load_weights(weights, cfg, num_classes, shape)
     names = binary_layers(model)
-    if cfg.frozen_epochs:  # the phase-3 steps the weights were trained with
-        epoch = cfg.total_epochs if weights.name == "model.safetensors" else read_checkpoint(weights)[1]["epoch"]
+    # The layers the weights were trained behind frozen steps (the adaptive schedule's last
+    # stage, the paper schedule's phase 3): the weights file says how many.
+    if "frozen" in weights_meta:
+        freeze(model, names[: int(weights_meta["frozen"])])
+    elif cfg.frozen_epochs:  # written before the count was saved
+        epoch = cfg.total_epochs if weights.name == "model.safetensors" else weights_meta["epoch"]
         freeze(model, names[: frozen_count(cfg, int(epoch), len(names))])
     deployed = binarize(model, binarize_layers or "all") if names else model
     baseline = None
     base = run_dir / "baseline" / "model.safetensors"
     if base.exists():
-        baseline = load_weights(base, replace(cfg, method="relu"), num_classes, shape)
+        baseline = load_weights(base, replace(cfg, method="relu"), num_classes, shape)[0]
     return Run(run_dir, cfg, info, model, deployed, baseline)
 
 

@@ -1,0 +1,248 @@
+"""Binarization as a schedule over a known budget of optimizer steps, the way
+``torch.optim.lr_scheduler`` schedules a learning rate.
+
+:class:`BinarizationSchedule` drives every binary activation of a model to its exact
+step by the last step, whatever the model, the batch size or the number of processes:
+it is written in progress ``p = step / total_steps``, not in steps or epochs, and it
+aims at the end state (every output exactly 0/1, training form = deployed form)
+instead of applying a constant. Three stages, from docs/method.md's study:
+
+1. ``learn`` (``p < binarize_at``): the ABRs train as bounded rectifiers (optionally
+   with a growth term; none by default); the training form learns as well as ReLU.
+2. ``binarize`` (``binarize_at <= p < freeze_at``): each layer's slope floor rises
+   geometrically from where its slopes are to the slope at which ``saturate`` of its
+   held-out pre-activations fall outside the linear region. Inside that region an ABR
+   passes ``w * grad``, so a rising slope multiplies the step size of everything
+   before it: the gradients of those parameters are divided by the floor's rise.
+3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
+   to last, at evenly spaced steps; what lies after each frozen step trains on its exact
+   0/1 input. At the last step every activation is a step: the training form is the
+   deployed network.
+
+Use in a plain loop (hooks on the optimizer do the per-step work)::
+
+    schedule = abrnet.BinarizationSchedule(model, optimizer, total_steps=epochs * len(loader))
+    ...                                   # the loop, unchanged: backward, optimizer.step()
+    deployed = abrnet.binarize(model)     # exactly 0/1, equal to the trained model
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .convert import binary_layers, freeze
+from .functional import check_growth_kind
+from .layers import ABR
+from .penalty import abr_layers, add_growth_grad_, clamp_slopes_
+from .stats import run_hooked
+
+# Where the stages start, as shares of the steps, and how saturated each layer ends:
+# the defaults of this class and of abrnet's run config (measured: docs/results.md).
+BINARIZE_AT, FREEZE_AT, SATURATE = 0.6, 0.85, 0.99
+# No growth term by default: it pushes units out of the linear region while they still
+# have to learn, and the rising floors binarize on their own (measured: docs/results.md).
+GROWTH = 0.0
+
+
+class BinarizationSchedule:
+    """Drive ``model``'s binary activations to exact steps over ``total_steps`` steps of
+    ``optimizer``.
+
+    Args:
+        growth, kind: strength and kind of the growth term in the ``learn`` stage.
+        binarize_at, freeze_at: where the ``binarize`` and ``freeze`` stages start, as
+            fractions of ``total_steps``.
+        saturate: share of a layer's held-out pre-activations that must lie outside the
+            linear region (``|w x| >= 1``) when the floors reach their end.
+        held_out: a batch of inputs (or None) on which the end slopes are measured when
+            the ``binarize`` stage starts; without it the slopes at that moment times
+            ``end_mult`` are the end.
+        end_mult: fallback rise of the floors when there is no held-out batch.
+        max_slope: cap on any end slope.
+
+    The schedule registers hooks on ``optimizer``: before each ``step()`` it adds the
+    growth gradient and divides the gradients upstream of the binary layers by the
+    floors' rise; after it, it clamps the slopes to their floors and freezes layers when
+    due. :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        *,
+        growth: float = GROWTH,
+        kind: str = "log",
+        binarize_at: float = BINARIZE_AT,
+        freeze_at: float = FREEZE_AT,
+        saturate: float = SATURATE,
+        held_out: Tensor | None = None,
+        end_mult: float = 30.0,
+        max_slope: float = 1e4,
+        compensate: float = 1.0,
+        step: int = 0,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if not 0 <= binarize_at <= freeze_at <= 1:
+            raise ValueError(f"need 0 <= binarize_at ({binarize_at}) <= freeze_at ({freeze_at}) <= 1")
+        if not 0 < saturate < 1:
+            raise ValueError(f"saturate must lie in (0, 1), got {saturate}")
+        self.model, self.optimizer, self.total_steps = model, optimizer, int(total_steps)
+        self.growth, self.kind, self.binarize_at, self.freeze_at = growth, check_growth_kind(kind), binarize_at, freeze_at
+        self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
+        self.compensate = compensate
+        self.step_count = int(step)
+        self.names = binary_layers(model)
+        self.abrs = dict(abr_layers(model))
+        self.start: dict[str, float] = {}  # per ABR: mean slope when the binarize stage began
+        self.end: dict[str, float] = {}  # per ABR: the floor at the end of that stage
+        self.base_floor = {n: m.min_slope for n, m in self.abrs.items()}
+        self._frozen: list = []
+        self._upstream = _upstream_params(model, self.names)
+        self._hooks = [optimizer.register_step_pre_hook(self._before), optimizer.register_step_post_hook(self._after)]
+
+    # -- where we are --------------------------------------------------------------
+    @property
+    def progress(self) -> float:
+        return min(self.step_count / self.total_steps, 1.0)
+
+    @property
+    def stage(self) -> str:
+        p = self.progress
+        return "learn" if p < self.binarize_at else "binarize" if p < self.freeze_at else "freeze"
+
+    @property
+    def current_growth(self) -> float:
+        """The growth strength applied now (only in the ``learn`` stage)."""
+        return self.growth if self.stage == "learn" else 0.0
+
+    def floor(self, name: str, progress: float | None = None) -> float:
+        """The slope floor of ABR ``name`` at ``progress`` (default: now)."""
+        p = self.progress if progress is None else progress
+        if name not in self.end or p < self.binarize_at:
+            return self.base_floor[name]
+        span = max(self.freeze_at - self.binarize_at, 1e-12)
+        t = min((p - self.binarize_at) / span, 1.0)
+        w0, w1 = self.start[name], self.end[name]
+        return w0 * (w1 / w0) ** t
+
+    def rise(self) -> float:
+        """How far the floors have risen, as a geometric mean over layers (1 before the
+        ``binarize`` stage): the factor by which gradients upstream are divided."""
+        if not self.end or self.progress < self.binarize_at:
+            return 1.0
+        logs = [math.log(max(self.floor(n), self.start[n]) / self.start[n]) for n in self.end]
+        return math.exp(sum(logs) / len(logs))
+
+    def frozen_count(self, progress: float | None = None) -> int:
+        """How many binary layers (first to last) compute their step at ``progress``."""
+        p = self.progress if progress is None else progress
+        n = len(self.names)
+        if p < self.freeze_at or n == 0:
+            return 0
+        if p >= 1.0:
+            return n
+        # Layer k (0-based) freezes at freeze_at + k / n of the stage.
+        return min(n, 1 + math.floor((p - self.freeze_at) / max(1.0 - self.freeze_at, 1e-12) * n))
+
+    # -- the hooks -----------------------------------------------------------------
+    @torch.no_grad()
+    def _before(self, optimizer, args, kwargs) -> None:
+        if self.current_growth > 0:
+            add_growth_grad_(self.model, self.current_growth, self.kind)
+        r = self.rise() ** self.compensate
+        if r > 1.0:
+            grads = [p.grad for p in self._upstream if p.grad is not None]
+            if grads:
+                torch._foreach_div_(grads, r)
+
+    @torch.no_grad()
+    def _after(self, optimizer, args, kwargs) -> None:
+        self.step_count += 1
+        if self.progress >= self.binarize_at and not self.end:
+            self._measure_end()
+        for name, m in self.abrs.items():
+            m.min_slope = self.floor(name)
+        clamp_slopes_(self.model)
+        self._apply_frozen()
+
+    def _apply_frozen(self) -> None:
+        want = self.frozen_count()
+        for name in self.names[len(self._frozen) : want]:
+            self._frozen.extend(freeze(self.model, [name]))
+
+    @torch.no_grad()
+    def _measure_end(self) -> None:
+        for name, m in self.abrs.items():
+            self.start[name] = max(m.effective_slope().mean().item(), self.base_floor[name])
+        ends = _saturating_slopes(self.model, self.abrs, self.held_out, self.saturate)
+        for name in self.abrs:
+            end = ends.get(name) or self.start[name] * self.end_mult
+            self.end[name] = min(max(end, self.start[name]), self.max_slope)
+
+    # -- state -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step_count, "total_steps": self.total_steps, "start": dict(self.start),
+                "end": dict(self.end)}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where a saved schedule stopped: floors and frozen layers are functions
+        of the step and of the measured slopes, so both are rebuilt exactly."""
+        self.step_count = int(state["step"])
+        self.start, self.end = dict(state["start"]), dict(state["end"])
+        for name, m in self.abrs.items():
+            m.min_slope = self.floor(name)
+        self._apply_frozen()
+
+    def remove(self) -> None:
+        """Take the hooks off the optimizer (the frozen layers stay frozen)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def __repr__(self) -> str:
+        return (f"BinarizationSchedule(step {self.step_count}/{self.total_steps}, stage {self.stage}, "
+                f"rise {self.rise():.3g}, frozen {self.frozen_count()}/{len(self.names)})")  # fmt: skip
+
+
+def _upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Parameter]:
+    """Parameters of the modules registered before the last binary layer, slopes
+    excluded: the ones whose gradient crosses an ABR. (Module order is the forward order
+    in sequential nets and in torchvision's; the classifier after the last one is out.)"""
+    if not names:
+        return []
+    last = names[-1]
+    seen: list[nn.Parameter] = []
+    ids: set[int] = set()
+    for name, module in model.named_modules():
+        if name == last:
+            break
+        if isinstance(module, ABR):
+            continue
+        for p in module.parameters(recurse=False):
+            if id(p) not in ids and p.requires_grad:
+                ids.add(id(p))
+                seen.append(p)
+    return seen
+
+
+@torch.no_grad()
+def _saturating_slopes(model: nn.Module, abrs: dict, x: Tensor | None, saturate: float) -> dict[str, float]:
+    """Per ABR, the slope at which ``saturate`` of its inputs on ``x`` satisfy ``|w x| >= 1``."""
+    if x is None:
+        return {}
+    inputs: dict[str, Tensor] = {}
+    hooks = {m: (lambda m, i, o, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in abrs.items()}
+    run_hooked(model, x, hooks)
+    out = {}
+    for name, v in inputs.items():
+        a = v.abs().flatten().float()
+        q = torch.quantile(a[: 1 << 24], 1.0 - saturate).item() if a.numel() else 0.0
+        out[name] = 1.0 / q if q > 0 else None
+    return out

@@ -1,0 +1,152 @@
+"""BinarizationSchedule: floors that rise to the measured end, gradients compensated
+upstream, layers frozen first to last, an end state that is exactly binary and equal to
+the deployed network, and the same end whatever the number of steps."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import abrnet
+from abrnet.schedule import BinarizationSchedule
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), abrnet.ABR(16), nn.Linear(16, 8), abrnet.ABR(8), nn.Linear(8, 3))
+
+
+def _data(n=64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    return x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+
+
+def _train(model, total, batch=16, **kw):
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = BinarizationSchedule(model, opt, total, held_out=x, **kw)
+    step = 0
+    while step < total:
+        for i in range(0, len(x), batch):
+            if step == total:
+                break
+            loss = nn.functional.cross_entropy(model(x[i : i + batch]), y[i : i + batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    return sched, opt, x
+
+
+def test_end_state_is_exactly_the_deployed_network():
+    model = _mlp()
+    sched, _, x = _train(model, 60)
+    assert sched.stage == "freeze" and sched.frozen_count() == 2
+    deployed = abrnet.binarize(model)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), deployed(x))
+    stats = abrnet.binarization_stats(model, x)
+    assert all(s.between == 0 for s in stats.values())  # the training form itself is 0/1
+
+
+def test_floors_rise_geometrically_to_the_measured_saturating_slope():
+    model = _mlp()
+    x, _ = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = BinarizationSchedule(model, opt, 40, binarize_at=0.25, freeze_at=1.0, saturate=0.9, held_out=x)
+    inputs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in sched.abrs.items()]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    sched.step_count = 9
+    opt.step()  # step 10 of 40: the binarize stage starts and measures its end
+    for name, m in sched.abrs.items():
+        # 90% of the held-out inputs satisfy |w x| >= 1 at the end slope: w = 1 / q_0.1(|x|)
+        want = 1 / torch.quantile(inputs[name].abs().flatten(), 0.1).item()
+        assert sched.end[name] == pytest.approx(want, rel=1e-5)
+        assert sched.start[name] == pytest.approx(m.effective_slope().mean().item())
+        w0, w1 = sched.start[name], sched.end[name]
+        assert sched.floor(name, 0.25 + 0.75 / 2) == pytest.approx(math.sqrt(w0 * w1))  # geometric
+        floors = [sched.floor(name, p / 20) for p in range(21)]
+        assert floors == sorted(floors) and floors[-1] == pytest.approx(w1)
+
+
+def test_end_does_not_depend_on_the_number_of_steps():
+    # A run with twice the steps (half the batch, or half the processes) reaches the
+    # same stage, floors and frozen layers at the same share of its steps.
+    a = BinarizationSchedule(_mlp(), torch.optim.SGD(_mlp().parameters(), lr=0.1), 100)
+    b = BinarizationSchedule(_mlp(), torch.optim.SGD(_mlp().parameters(), lr=0.1), 200)
+    for p in (0.0, 0.3, 0.6, 0.7, 0.85, 0.9, 0.95, 1.0):
+        assert a.frozen_count(p) == b.frozen_count(p)
+    a.start = b.start = {n: 1.0 for n in a.abrs}
+    a.end = b.end = {n: 50.0 for n in a.abrs}
+    for p in (0.6, 0.7, 0.85, 1.0):
+        assert [a.floor(n, p) for n in a.abrs] == [b.floor(n, p) for n in b.abrs]
+
+
+def test_layers_freeze_first_to_last_in_the_last_stage():
+    s = BinarizationSchedule(_mlp(), torch.optim.SGD(_mlp().parameters(), lr=0.1), 100, freeze_at=0.8)
+    assert [s.frozen_count(p) for p in (0.79, 0.8, 0.89, 0.9, 0.99, 1.0)] == [0, 1, 1, 2, 2, 2]
+
+
+def test_growth_only_while_learning_and_upstream_gradients_divided_by_the_rise():
+    model = _mlp()
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at the gradients only
+    sched = BinarizationSchedule(model, opt, 10, growth=0.5, binarize_at=0.5, freeze_at=1.0, held_out=x)
+
+    def grads():
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        plain = {k: p.grad.clone() for k, p in model.named_parameters()}
+        opt.step()  # the hooks change .grad in place
+        return plain, {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    plain, seen = grads()  # learn stage: growth on the slopes, nothing else changed
+    slope = model[1].slope
+    assert torch.allclose(seen["1.slope"], plain["1.slope"] - 0.5 / slope.detach())
+    assert torch.equal(seen["0.weight"], plain["0.weight"])
+    sched.step_count = 7  # well inside the binarize stage (the end slopes are measured once)
+    sched._measure_end()
+    r = sched.rise()
+    assert r > 1
+    plain, seen = grads()
+    assert torch.allclose(seen["0.weight"], plain["0.weight"] / r)  # crosses the ABRs
+    assert torch.allclose(seen["2.weight"], plain["2.weight"] / r)
+    assert torch.equal(seen["4.weight"], plain["4.weight"])  # the classifier after the last ABR
+    assert torch.equal(seen["1.slope"], plain["1.slope"])  # no growth after the learn stage
+
+
+def test_state_dict_rebuilds_floors_and_frozen_layers():
+    model = _mlp()
+    sched, opt, x = _train(model, 30)
+    state = sched.state_dict()
+    twin = _mlp()
+    twin.load_state_dict(model.state_dict())
+    again = BinarizationSchedule(twin, torch.optim.SGD(twin.parameters(), lr=0.05), 30)
+    again.load_state_dict(state)
+    assert again.frozen_count() == sched.frozen_count()
+    assert [m.min_slope for m in again.abrs.values()] == [m.min_slope for m in sched.abrs.values()]
+    with torch.no_grad():
+        assert torch.equal(twin.eval()(x), model.eval()(x))
+
+
+def test_remove_takes_the_hooks_off():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = BinarizationSchedule(model, opt, 10)
+    sched.remove()
+    opt.step()
+    assert sched.step_count == 0
+
+
+@pytest.mark.parametrize("kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}])
+def test_bad_arguments(kw):
+    model = _mlp()
+    args = {"total_steps": 10, **kw}
+    with pytest.raises(ValueError):
+        BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), **args)
