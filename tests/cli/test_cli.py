@@ -157,6 +157,36 @@ def test_fashion_mnist_recipe_on_the_debian_files(tmp_path):
 def test_bad_input_is_one_line_and_non_zero(args, needles, tmp_path):
     assert_one_line_error(abrnet(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"
                           else abrnet(*args, check=False), *needles)  # fmt: skip
+    assert not (tmp_path / "o").exists()  # a run that fails at its start leaves no half-made directory
+
+
+def test_recipe_from_a_toml_file_and_the_recipes_command(tmp_path):
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('model = "mlp"\nepochs = 1\nfinetune_epochs = 1\nlimit = 200\n')
+    abrnet("train", "--recipe", recipe, "--out", tmp_path / "run", "--quiet")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"] == str(recipe) and config["epochs"] == 1 and config["limit"] == 200
+    listing = abrnet("recipes").stdout
+    assert all(name in listing for name in recipe_names())
+    assert abrnet("recipes", "digits").stdout.startswith("# Embedded default")
+    recipe.write_text("epochs = [")
+    assert_one_line_error(abrnet("train", "--recipe", recipe, "--out", tmp_path / "bad", check=False), "not valid TOML")
+
+
+def test_every_option_explains_itself():
+    import dataclasses
+
+    from abrnet.train.config import CHOICES, TrainConfig
+
+    text = " ".join(abrnet("train", "--help").stdout.split())
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "recipe":
+            continue
+        assert f"--{f.name.replace('_', '-')}" in text
+        assert " ".join(f.metadata["help"].split()) in text, f.name
+    for name, options in CHOICES.items():
+        assert f"one of {', '.join(options)}" in text, name
+    assert "no effect on a CPU" in text  # --amp says what it does on a CPU
 
 
 def test_unwritable_out(tmp_path):
@@ -210,7 +240,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
     # a fine-tune lr this large blows the weights past float32's range in epoch 2
     run = abrnet("train", "--out", out, "--epochs", "1", "--finetune-epochs", "1", "--limit", "200", "--quiet",
-                 "--finetune-lr", "1e36", check=False)  # fmt: skip
+                 "--schedule", "paper", "--finetune-lr", "1e36", check=False)  # fmt: skip
     assert_one_line_error(run, "loss became", "(epoch 2)", "last good checkpoint (epoch 1) is kept")
     assert not (out / "report.json").exists()
     from abrnet.train.checkpoint import read_checkpoint

@@ -9,7 +9,7 @@ import types
 import typing
 from pathlib import Path
 
-from ..train.config import TrainConfig, recipe_names, resolve
+from ..train.config import CHOICES, TrainConfig, recipe_names, resolve
 
 
 def _int_list(text: str) -> list[int]:
@@ -25,17 +25,28 @@ def _flag_type(tp):
     return {int: int, float: float, str: str}.get(tp, _int_list)
 
 
+def _help(f: dataclasses.Field) -> str:
+    # One line from the field's own definition: its help, its choices, its default.
+    text = f.metadata.get("help", "")
+    if f.name in CHOICES:
+        text += f"; one of {', '.join(CHOICES[f.name])}"
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    shown = "unset" if default is None else ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"{text} (default {shown}, unless the recipe sets it)"
+
+
 def add_config_flags(p: argparse.ArgumentParser, exclude=()) -> None:
     hints = typing.get_type_hints(TrainConfig)
-    group = p.add_argument_group("recipe fields (override the recipe)")
+    group = p.add_argument_group("recipe fields (each overrides the recipe)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
         if hints[f.name] is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_help(f))
         else:
-            group.add_argument(flag, type=_flag_type(hints[f.name]), default=None, metavar=f.name.upper())
+            group.add_argument(flag, type=_flag_type(hints[f.name]), default=None, metavar=f.name.upper(),
+                               help=_help(f))  # fmt: skip
 
 
 def overrides(args: argparse.Namespace, exclude=()) -> dict:
@@ -47,7 +58,8 @@ def overrides(args: argparse.Namespace, exclude=()) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default="digits", help=f"one of: {', '.join(recipe_names())} (default digits)")
+    p.add_argument("--recipe", default="digits",
+                   help=f"a shipped recipe ({', '.join(recipe_names())}) or a .toml file of fields (default digits)")  # fmt: skip
     p.add_argument("--out", type=Path, help="run directory (default runs/RECIPE-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -11,6 +11,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,57 +41,58 @@ CHOICES = {
 }
 
 
+def _f(default, help: str, **kw):
+    """A config field with its one-line help, which the command line shows as is."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
 @dataclass
 class TrainConfig:
-    recipe: str = "digits"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    limit: int | None = None  # items per split, for quick runs and tests
-    model: str = "mlp"
-    method: str = "abr"  # the activation: abr, or a rival for comparisons
-    binarize: str = "all"  # all hidden representations, or only the last one
-    batchnorm: bool = False  # BatchNorm before each activation (abrnet's models only)
-    # phase 1: learn with a small growth
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_steps: list[int] = field(default_factory=list)  # epochs at which lr *= lr_gamma
-    lr_gamma: float = 0.1
-    growth: float | None = None  # None: the schedule's own (paper 0.001, adaptive 0)
-    growth_kind: str = "log"
-    slope_lr_mult: float = SLOPE_LR_MULT
-    init_slope: float = 1.0
-    min_slope: float = 1e-3
-    shared_slope: bool = False
-    binary_loss: float = 0.0
+    recipe: str = _f("digits", "the recipe the other fields came from")
+    dataset: str = _f("digits", "the data")
+    data_dir: str | None = _f(None, "where the dataset lies (default: Debian's folder, else ~/.cache/abrnet/data)")
+    download: bool = _f(False, "download the dataset with torchvision where it offers that (MNIST, CIFAR-10)")
+    limit: int | None = _f(None, "keep the first N items of each split, for quick runs")
+    model: str = _f("mlp", "the network")
+    method: str = _f("abr", "the binary activation: abr, or a rival for comparisons")
+    binarize: str = _f("all", "binary hidden representations: every one, or only the last (ReLU elsewhere)")
+    batchnorm: bool = _f(False, "BatchNorm before each activation (abrnet's models)")
+    # the budget and the learning rate, the same for every method
+    epochs: int = _f(20, "epochs of training (phase 1 of the paper schedule)")
+    batch_size: int = _f(64, "items per step")
+    lr: float = _f(0.01, "SGD learning rate of the weights")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(0.0, "weight decay (never on slopes)")
+    lr_steps: list[int] = _f([], "epochs (comma-separated) at which the lr is multiplied by --lr-gamma")
+    lr_gamma: float = _f(0.1, "lr factor at each of --lr-steps")
+    growth: float | None = _f(None, "growth strength on the slopes; unset: the schedule's own (paper 0.001, adaptive 0)")
+    growth_kind: str = _f("log", "growth penalty on the slopes")
+    slope_lr_mult: float = _f(SLOPE_LR_MULT, "slope learning rate, as a multiple of the weights'")
+    init_slope: float = _f(1.0, "initial ABR slope")
+    min_slope: float = _f(1e-3, "floor of every slope")
+    shared_slope: bool = _f(False, "one slope per layer instead of one per channel")
+    binary_loss: float = _f(0.0, "strength of the per-output penalty min(y, 1 - y)")
     # how the ABRs become steps over the budget (epochs + finetune_epochs + frozen_epochs)
-    schedule: str = "adaptive"
-    # adaptive: where the floors start to rise and where the freezing starts, as shares
-    # of all steps, and the share of held-out inputs each layer saturates at the end
-    binarize_at: float = BINARIZE_AT
-    freeze_at: float = FREEZE_AT
-    saturate: float = SATURATE
-    # paper phase 2: fine-tune towards binary with a large growth and a small fixed lr;
-    # None: the values that conserve the reference's fine-tune integrals (docs/method.md)
-    finetune_epochs: int = 10
-    finetune_lr: float | None = None
-    finetune_growth: float | None = None
-    # phase 3 (beyond the paper; 0 = off): freeze the activations into their steps one
-    # after another, first to last, and train what lies after each frozen step
-    frozen_epochs: int = 0
-    frozen_lr: float = 0.001
-    frozen_growth: float = 1.0  # on the activations not frozen yet
+    schedule: str = _f("adaptive", "adaptive: abrnet.BinarizationSchedule over the budget; paper: two phases")
+    binarize_at: float = _f(BINARIZE_AT, "adaptive: share of the steps after which the slope floors rise")
+    freeze_at: float = _f(FREEZE_AT, "adaptive: share of the steps after which layers freeze, first to last")
+    saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
+    finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
+    finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
+    finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")
+    frozen_epochs: int = _f(0, "paper phase 3 (0 = off): epochs freezing the activations, first to last")
+    frozen_lr: float = _f(0.001, "paper phase 3 lr")
+    frozen_growth: float = _f(1.0, "paper phase 3 growth on the activations not frozen yet")
     # comparison and runtime
-    baseline: bool = False  # also train the same net with ReLU on the same budget
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    workers: int = -1  # -1: 0 for in-memory data on CPU, else up to 8
-    amp: bool = True  # bf16 autocast on cuda
-    channels_last: bool = True  # NHWC layout for conv nets: 1.3-1.7x faster steps on CPU (max pool, conv)
-    log_every: int = 0  # steps between dynamics records; 0: about 30 per epoch
+    baseline: bool = _f(False, "also train the same net with ReLU on the same budget")
+    seed: int = _f(0, "seed of the weights and of the batch order")
+    device: str = _f("auto", "auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    workers: int = _f(-1, "data loader processes; -1: none for in-memory data on a CPU, else up to 8")
+    amp: bool = _f(True, "bf16 autocast on cuda; no effect on a CPU, which trains in float32")
+    channels_last: bool = _f(True, "NHWC layout for conv nets: 1.2-1.6x faster CPU steps here")
+    log_every: int = _f(0, "steps between dynamics.jsonl records; 0: about 30 per epoch")
 
     @property
     def total_epochs(self) -> int:
@@ -141,12 +143,25 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("abrnet.train.recipes").iterdir() if p.name.endswith(".toml"))
 
 
+def recipe_text(name: str) -> str:
+    """The TOML of a shipped recipe, by name, or of a user's recipe file, by path."""
+    if name in recipe_names():
+        return resources.files("abrnet.train.recipes").joinpath(f"{name}.toml").read_text()
+    path = Path(name).expanduser()
+    if name.endswith(".toml") or path.is_file():
+        try:
+            return path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"cannot read recipe file {name} ({getattr(err, 'strerror', None) or err})") from None
+    raise UserError(f"unknown recipe {name!r}: choose from {', '.join(recipe_names())}, or give a .toml file")
+
+
 def load_recipe(name: str) -> dict:
-    """The fields a recipe sets (a dict), by name."""
-    if name not in recipe_names():
-        raise UserError(f"unknown recipe {name!r}: choose from {', '.join(recipe_names())}")
-    text = resources.files("abrnet.train.recipes").joinpath(f"{name}.toml").read_text()
-    data = tomllib.loads(text)
+    """The fields a recipe sets (a dict): a shipped recipe by name, or a TOML file by path."""
+    try:
+        data = tomllib.loads(recipe_text(name))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"recipe {name} is not valid TOML ({err})") from None
     data["recipe"] = name
     return data
 

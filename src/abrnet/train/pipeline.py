@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -99,20 +100,27 @@ def train_run(cfg: TrainConfig | None, out: Path, *, resume: bool = False, progr
     dev = resolve_device(cfg.device)
     distinfo = init_distributed(dev.type)
     dev = resolve_device(cfg.device, distinfo.local_rank)
+    fresh = distinfo.main and not resume and not out.exists()
     if distinfo.main:
-        prepare_out(out, resume)
-        atomic_write_text(out / "config.json", cfg.to_json())
-    from .data import load_dataset
+        prepare_out(out, resume)  # an unwritable --out fails before any work
+    try:
+        from .data import load_dataset
 
-    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, train_augment=True, limit=cfg.limit)
-    info = data[2]
-    if distinfo.main:
-        meta = {"num_classes": info.num_classes, "input_shape": list(info.input_shape),
-                "class_names": list(info.class_names), "train_size": len(data[0]), "test_size": len(data[1])}  # fmt: skip
-        atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2))
-    if distinfo.world > 1:
-        torch.distributed.barrier()
-    trainer = _train_one(cfg, out, data, dev, distinfo, resume, progress, cfg.method, quiet)
+        data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, train_augment=True, limit=cfg.limit)
+        info = data[2]
+        if distinfo.main:
+            atomic_write_text(out / "config.json", cfg.to_json())
+            meta = {"num_classes": info.num_classes, "input_shape": list(info.input_shape),
+                    "class_names": list(info.class_names), "train_size": len(data[0]), "test_size": len(data[1])}  # fmt: skip
+            atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2))
+        if distinfo.world > 1:
+            torch.distributed.barrier()
+        trainer = _train_one(cfg, out, data, dev, distinfo, resume, progress, cfg.method, quiet)
+    except BaseException:
+        # A run that fails before its first checkpoint leaves no half-made directory.
+        if fresh and not (out / "checkpoint.safetensors").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     baseline = None
     if cfg.baseline:
         base_cfg = dataclasses.replace(cfg, method="relu", baseline=False)
