@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import abrnet
+from abrnet.rivals import make_activation
 from abrnet.schedule import BinarizationSchedule
 
 
@@ -133,6 +134,12 @@ def test_state_dict_rebuilds_floors_and_frozen_layers():
     assert [m.min_slope for m in again.abrs.values()] == [m.min_slope for m in sched.abrs.values()]
     with torch.no_grad():
         assert torch.equal(twin.eval()(x), model.eval()(x))
+
+
+def test_only_abrs_are_driven_and_frozen():
+    model = nn.Sequential(nn.Linear(6, 8), abrnet.ABR(8), nn.Linear(8, 8), make_activation("ste"), nn.Linear(8, 3))
+    sched = BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), 10)
+    assert sched.names == ["1"] and sched.frozen_count(1.0) == 1
 
 
 def test_remove_takes_the_hooks_off():

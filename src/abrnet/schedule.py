@@ -98,8 +98,9 @@ class BinarizationSchedule:
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
         self.compensate = compensate
         self.step_count = int(step)
-        self.names = binary_layers(model)
         self.abrs = dict(abr_layers(model))
+        # The ABRs it drives, in order (a rival activation in the same model is left alone).
+        self.names = [n for n in binary_layers(model) if n in self.abrs]
         self.start: dict[str, float] = {}  # per ABR: mean slope when the binarize stage began
         self.end: dict[str, float] = {}  # per ABR: the floor at the end of that stage
         self.base_floor = {n: m.min_slope for n, m in self.abrs.items()}

@@ -1,5 +1,6 @@
 """Checkpoints and the trainer, in process: atomic writes, exact round trips, a full disk."""
 
+import dataclasses
 import errno
 import json
 
@@ -9,6 +10,7 @@ from torch import nn
 
 import abrnet
 from abrnet.errors import UserError
+from abrnet.rivals import make_activation
 from abrnet.train import checkpoint, phases
 from abrnet.train.config import TrainConfig
 from abrnet.train.datasets import DatasetInfo
@@ -90,6 +92,19 @@ def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
     assert torch.equal(t.model(x), abrnet.binarize(t.model)(x))
     _, meta = checkpoint.read_checkpoint(tmp_path / "checkpoint.safetensors")
     assert meta["frozen"] == 1 and meta["binarization"]["step"] == t.step == t.total_steps
+
+
+def test_the_adaptive_schedule_leaves_rival_activations_alone(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), make_activation("ste"), nn.Linear(16, 3))
+    cfg = TrainConfig(epochs=2, finetune_epochs=1, batch_size=8, lr=0.05)
+    t = Trainer(cfg, model, _data(), _data(16), tmp_path, torch.device("cpu"), DistInfo(), INFO)
+    assert t.binarization is None
+    t.fit()
+    before = model[1].weight.detach().clone()
+    t.cfg = dataclasses.replace(cfg, epochs=3)
+    t.train_epoch()  # nothing frozen: the layer before the STE still learns at the end
+    assert t.frozen == 0 and not torch.equal(before, model[1].weight)
 
 
 def test_frozen_count_freezes_first_to_last():

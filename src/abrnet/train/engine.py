@@ -61,7 +61,7 @@ class Trainer:
             if isinstance(m, HashNetSigmoid):
                 m.total_steps = self.total_steps
         self.binarization = None  # the adaptive schedule, when there are ABRs to drive
-        if cfg.schedule == "adaptive" and abr_layers(model):
+        if cfg.schedule == "adaptive" and any(True for _ in abr_layers(model)):
             growth = {} if cfg.growth is None else {"growth": cfg.growth}  # None: the schedule's default
             self.binarization = BinarizationSchedule(
                 model, self.opt, self.total_steps, kind=cfg.growth_kind, binarize_at=cfg.binarize_at,
