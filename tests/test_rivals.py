@@ -255,6 +255,7 @@ class TestRegistry:
             "dorefa": R.DoReFa,
             "pact": R.PACT,
             "sigmoid": R.SigmoidBinary,
+            "hashnet": R.HashNetSigmoid,
             "abr": abrnet.ABR,
         }
 
@@ -266,7 +267,7 @@ class TestRegistry:
         assert pact.alpha.tolist() == [3.0] and pact.min_alpha == 0.5
 
     def test_unknown_method_lists_valid_ones(self):
-        with pytest.raises(ValueError, match="relu, ste, dorefa, pact, sigmoid, abr"):
+        with pytest.raises(ValueError, match="relu, ste, dorefa, pact, sigmoid, hashnet, abr"):
             R.make_activation("sign")
 
     @pytest.mark.parametrize("kwargs", [{"min_alpha": 0.0}, {"init_alpha": 1e-4}])

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from abrnet.analysis.report import SECTIONS, build_report
+from abrnet.train.checkpoint import read_checkpoint
 from abrnet.train.run import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -136,9 +137,15 @@ def test_binary_shares_equal_the_final_model_on_the_held_out_batch(run_dir, page
     h1, h2 = _direct_codes(run, x)
     slopes = {n: run.model.get_submodule(n).slope.detach().clamp_min(run.config.min_slope) for n in ("2", "4")}
     w = dict(run.model.named_parameters())
+    # The adaptive schedule ends with its first `frozen` layers computing their steps.
+    frozen = read_checkpoint(run_dir / "model.safetensors")[1]["frozen"]
+
+    def act(i: int, name: str, h: torch.Tensor) -> torch.Tensor:
+        return (h > 0).float() if i < frozen else torch.clamp(h * slopes[name], 0, 1)
+
     with torch.no_grad():
-        a1 = torch.clamp(h1 * slopes["2"], 0, 1)
-        a2 = torch.clamp(torch.nn.functional.linear(a1, w["3.weight"], w["3.bias"]) * slopes["4"], 0, 1)
+        a1 = act(0, "2", h1)
+        a2 = act(1, "4", torch.nn.functional.linear(a1, w["3.weight"], w["3.bias"]))
     for name, out in (("2", a1), ("4", a2)):
         final = data["dynamics_final"][name]
         assert final["zero"] == pytest.approx((out == 0).float().mean().item(), abs=1e-9)

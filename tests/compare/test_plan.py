@@ -15,7 +15,7 @@ def test_methods_and_scopes_come_from_the_registries():
     assert P.checked_methods(list(METHODS)) == list(METHODS)
     assert P.checked_methods(" abr ") == ["abr"]
     assert P.checked_scopes(list(SCOPES)) == list(SCOPES)
-    with pytest.raises(UserError, match=f"unknown 'sign'; choose from {', '.join(METHODS)}$"):
+    with pytest.raises(UserError, match=f"unknown 'sign'; choose from {', '.join(P.ROWS)}$"):
         P.checked_methods(["relu", "sign"])
     with pytest.raises(UserError, match=r"--binarize is \(empty\)"):
         P.checked_scopes([])
@@ -55,3 +55,12 @@ def test_plan_order_dirs_and_common_config():
 def test_per_run_fields_are_not_overrides(overrides, words):
     with pytest.raises(UserError, match=words):
         P.make_plan("digits", ["abr"], ["all"], [0], overrides, Path("cmp"))
+
+
+def test_the_paper_schedule_is_a_row_of_its_own(tmp_path):
+    assert list(P.ROWS)[-2:] == ["abr-paper", "abr"]  # next to abr, which stays last
+    plan = P.make_plan("digits", ["ste", "abr-paper", "abr"], ["all"], [0], {}, tmp_path)
+    assert [(r.method, r.config.method, r.config.schedule) for r in plan] == [
+        ("ste", "ste", "adaptive"), ("abr-paper", "abr", "paper"), ("abr", "abr", "adaptive")]  # fmt: skip
+    assert plan[1].run_dir == tmp_path / "all" / "abr-paper-seed0"
+    assert "schedule" not in P.common_config(plan)  # it differs between the rows

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from abrnet import rivals as R
 from abrnet.cli import main as cli_main
 from abrnet.compare import SCHEMA, aggregate
+from abrnet.compare.plan import ROWS
 from abrnet.train.config import resolve
 from clitools import KILLED_AT_CHECKPOINT
 from fakedata import _write_cifar, _write_folders
 
-METHODS = list(R.METHODS)  # the registry, in its row order
+METHODS = list(ROWS)  # the rows registry (every method, and abr-paper), in its order
 QUICK = ["--epochs", "1", "--finetune-epochs", "1"]
 
 
@@ -58,7 +58,7 @@ def test_compare_json_schema(digits):
     assert summary["schema"] == SCHEMA
     assert summary["recipe"] == "digits" and summary["methods"] == METHODS
     assert summary["binarize"] == ["all"] and summary["seeds"] == [0, 1]
-    assert summary["command"].startswith("abrnet compare --recipe digits --methods relu,ste,dorefa,pact,sigmoid,abr")
+    assert summary["command"].startswith(f"abrnet compare --recipe digits --methods {','.join(METHODS)} ")
     assert "--limit 200" in summary["command"] and f"--out {out}" in summary["command"]
     config = summary["config"]
     assert config["epochs"] == 1 and config["finetune_epochs"] == 1 and config["limit"] == 200
@@ -105,7 +105,9 @@ def test_aggregates_are_those_of_the_reports(digits):
     summary = json.loads((out / "compare.json").read_text())
     for entry in summary["results"]:
         reports = [json.loads((out / r["run_dir"] / "report.json").read_text()) for r in entry["runs"]]
-        assert [rep["method"] for rep in reports] == [entry["method"]] * 2
+        # a row's runs are its method's (abr-paper: abr under the paper schedule)
+        assert [(rep["method"], rep["config"]["schedule"]) for rep in reports] == [
+            (ROWS[entry["method"]]["method"], ROWS[entry["method"]].get("schedule", "adaptive"))] * 2  # fmt: skip
         assert [rep["config"]["seed"] for rep in reports] == [0, 1]
         agg = entry["aggregate"]
         train = [rep["accuracy"]["train_form"] for rep in reports]
@@ -157,11 +159,11 @@ def test_markdown_has_a_row_per_method(digits):
 def test_rerun_reuses_finished_runs(digits):
     out = digits["out"]
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/report.json")}
-    assert len(before) == 12
+    assert len(before) == 2 * len(METHODS)
     first = json.loads((out / "compare.json").read_text())
     done = _compare([*digits["args"], "--out", str(out)], digits["tmp"])
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("(reused)") == 12 and "training in" not in done.stdout
+    assert done.stdout.count("(reused)") == 2 * len(METHODS) and "training in" not in done.stdout
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/report.json")} == before
     again = json.loads((out / "compare.json").read_text())
     assert all(r["reused"] for e in again["results"] for r in e["runs"])
@@ -196,15 +198,15 @@ def test_jobs_2_gives_the_results_of_jobs_1(digits, tmp_path):
     for a, b in zip(serial["results"], parallel["results"]):
         assert a["aggregate"]["train_form"] == b["aggregate"]["train_form"]
         assert a["aggregate"]["deployed"] == b["aggregate"]["deployed"]
-    line = re.compile(r"\[\d+/12\] binarize all, \w+, seed \d: train form")
+    line = re.compile(rf"\[\d+/{2 * len(METHODS)}\] binarize all, [\w-]+, seed \d: train form")
     finished = [ln for ln in done.stdout.splitlines() if line.match(ln)]
-    assert len(finished) == 12 and "(reused)" not in done.stdout  # a line per run as it finished
+    assert len(finished) == 2 * len(METHODS) and "(reused)" not in done.stdout  # a line per run as it finished
     # Still resumable: finished runs are reused, unfinished ones (config.json, no report) resume.
     for rel in ("all/relu-seed0", "all/abr-seed1"):
         (out / rel / "report.json").unlink()
     again = _compare(args, digits["tmp"])
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("(reused)") == 10 and again.stdout.count("resuming in") == 2
+    assert again.stdout.count("(reused)") == 2 * len(METHODS) - 2 and again.stdout.count("resuming in") == 2
     assert "training in" not in again.stdout
     assert _results(json.loads((out / "compare.json").read_text())) == _results(serial)
 
