@@ -166,7 +166,7 @@ class BinarizationSchedule:
     @torch.no_grad()
     def _after(self, optimizer, args, kwargs) -> None:
         self.step_count += 1
-        if self.progress >= self.binarize_at and not self.end:
+        if self.abrs and not self.end and self.progress >= self.binarize_at:
             self._measure_end()
         for name, m in self.abrs.items():
             m.min_slope = self.floor(name)
