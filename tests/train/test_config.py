@@ -69,8 +69,7 @@ def test_each_phase_has_its_own_growth():
 
 
 def test_the_adaptive_schedule_decays_the_lr_over_the_whole_budget():
-    cfg = TrainConfig(epochs=2, finetune_epochs=2, lr=0.1, lr_steps=[1, 3], finetune_lr=1e-5)
-    assert cfg.schedule == "adaptive"
+    cfg = TrainConfig(schedule="adaptive", epochs=2, finetune_epochs=2, lr=0.1, lr_steps=[1, 3], finetune_lr=1e-5)
     assert [lr_at(cfg, e) for e in range(4)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
 
 

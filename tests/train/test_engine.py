@@ -81,8 +81,8 @@ def test_paper_schedule_two_phases(tmp_path):
 
 
 def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
-    t = _trainer(tmp_path, lr_steps=[2])
-    assert t.cfg.schedule == "adaptive" and t.binarization is not None
+    t = _trainer(tmp_path, lr_steps=[2], schedule="adaptive")
+    assert t.binarization is not None
     rows = t.fit()
     assert [r["stage"] for r in rows] == ["learn", "binarize", "freeze"]  # at each epoch's end
     assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.05, 0.005])  # one decay over the budget
@@ -97,7 +97,7 @@ def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
 def test_the_adaptive_schedule_leaves_rival_activations_alone(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), make_activation("ste"), nn.Linear(16, 3))
-    cfg = TrainConfig(epochs=2, finetune_epochs=1, batch_size=8, lr=0.05)
+    cfg = TrainConfig(schedule="adaptive", epochs=2, finetune_epochs=1, batch_size=8, lr=0.05)
     t = Trainer(cfg, model, _data(), _data(16), tmp_path, torch.device("cpu"), DistInfo(), INFO)
     assert t.binarization is None
     t.fit()

@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..rivals import METHODS
 
 COMMANDS = {
-    "train": "train a recipe: ABR binarized by its schedule (adaptive, or the paper's), deploy, evaluate, save",
+    "train": "train a recipe: ABR binarized by its schedule (the paper's, or adaptive), deploy, evaluate, save",
     "recipes": "list the shipped recipes, or print one",
     "eval": "evaluate a run directory (ABR, deployed binary, ReLU baseline)",
     "export": "export the deployed binary network to ONNX and check it with onnxruntime",
