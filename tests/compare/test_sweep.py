@@ -18,7 +18,7 @@ import pytest
 from abrnet.cli import main as cli_main
 from abrnet.compare import SCHEMA, aggregate
 from abrnet.compare.plan import ROWS
-from abrnet.train.config import resolve
+from abrnet.train.config import TrainConfig, resolve
 from clitools import KILLED_AT_CHECKPOINT
 from fakedata import _write_cifar, _write_folders
 
@@ -107,7 +107,7 @@ def test_aggregates_are_those_of_the_reports(digits):
         reports = [json.loads((out / r["run_dir"] / "report.json").read_text()) for r in entry["runs"]]
         # a row's runs are its method's (abr-paper: abr under the paper schedule)
         assert [(rep["method"], rep["config"]["schedule"]) for rep in reports] == [
-            (ROWS[entry["method"]]["method"], ROWS[entry["method"]].get("schedule", "adaptive"))] * 2  # fmt: skip
+            (ROWS[entry["method"]]["method"], ROWS[entry["method"]].get("schedule", TrainConfig().schedule))] * 2  # fmt: skip
         assert [rep["config"]["seed"] for rep in reports] == [0, 1]
         agg = entry["aggregate"]
         train = [rep["accuracy"]["train_form"] for rep in reports]
@@ -214,7 +214,7 @@ def test_jobs_2_gives_the_results_of_jobs_1(digits, tmp_path):
 def test_a_failed_run_is_one_line_after_the_runs_in_flight(tmp_path):
     out = tmp_path / "cmp"
     # abr's run was started (its config.json is there) and left a corrupt checkpoint: resuming it fails.
-    cfg = resolve("digits", {"epochs": 1, "finetune_epochs": 1, "limit": 100, "method": "abr", "seed": 0})
+    cfg = resolve("digits", {"epochs": 1, "finetune_epochs": 1, "limit": 100, **ROWS["abr"], "seed": 0})
     run = out / "all" / "abr-seed0"
     run.mkdir(parents=True)
     (run / "config.json").write_text(cfg.to_json())
