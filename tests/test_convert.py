@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import fx, nn
 
@@ -96,21 +97,101 @@ def test_abr_kwargs_are_passed_through():
 
 
 class _Untraceable(nn.Module):
-    def __init__(self):
+    """Data-dependent control flow (fx cannot trace it) around traceable parts."""
+
+    def __init__(self, shared: bool = False):
         super().__init__()
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
         self.fc, self.relu = nn.Linear(4, 4), nn.ReLU()
+        self.shared = shared
 
     def forward(self, x):
-        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
-            return self.relu(self.fc(x))
-        return self.fc(x)
+        x = self.block(x)
+        if x.sum() > -1e9:  # always taken, but fx cannot know
+            x = self.relu(self.fc(x))
+        return self.relu(x) if self.shared else x
 
 
-def test_untraceable_model_gets_a_clear_error_and_a_way_out():
-    with pytest.raises(abrnet.ConversionError, match="trace=False"):
-        abrnet.convert(_Untraceable())
+def test_untraceable_model_is_converted_part_by_part():
+    x = torch.randn(3, 4)
+    converted = abrnet.convert(_Untraceable(), example_input=x)
+    assert isinstance(converted.block[1], abrnet.ABR) and isinstance(converted.relu, abrnet.ABR)
+    assert type(converted) is _Untraceable  # the untraceable owner keeps its class
+    converted(x).sum().backward()
+    assert converted.relu.slope.grad is not None
+
+
+@pytest.mark.parametrize("example", [True, False])
+def test_activation_called_twice_in_untraceable_code_is_an_error_naming_it(example):
+    x = torch.randn(3, 4)
+    msg = r"activation 'relu' of _Untraceable is called 2 times in one forward pass"
+    if example:  # found while converting
+        with pytest.raises(abrnet.ConversionError, match=msg):
+            abrnet.convert(_Untraceable(shared=True), example_input=x)
+    else:  # found on the first forward pass
+        converted = abrnet.convert(_Untraceable(shared=True))
+        with pytest.raises(abrnet.ConversionError, match=msg):
+            converted(x)
+
+
+def test_trace_false_swaps_modules_one_for_one():
     converted = abrnet.convert(_Untraceable(), trace=False)
-    assert isinstance(converted.relu, abrnet.ABR)
+    assert isinstance(converted.relu, abrnet.ABR) and isinstance(converted.block[1], abrnet.ABR)
+
+
+def test_first_forward_check_removes_its_hooks():
+    converted = abrnet.convert(_Untraceable(), example_input=torch.randn(3, 4))
+    assert not converted._forward_hooks and not converted.relu._forward_hooks
+
+
+class _Rectifiers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(4, 8), nn.ReLU6(), nn.Linear(8, 8)
+        self.leaky, self.fc3 = nn.LeakyReLU(0.1), nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.leaky(self.fc2(self.act(self.fc1(x))))
+        return self.fc3(F.leaky_relu(x, 0.2))
+
+
+def test_relu6_converts_by_default_and_others_on_request():
+    x = torch.randn(2, 4)
+    default = abrnet.convert(_Rectifiers(), example_input=x)
+    assert isinstance(default.act, abrnet.ABR) and isinstance(default.leaky, nn.LeakyReLU)
+    leaky = abrnet.convert(_Rectifiers(), activations=(nn.LeakyReLU,), example_input=x)
+    assert isinstance(leaky.act, nn.ReLU6) and len(list(abrnet.abr_layers(leaky))) == 2  # module + F call
+    both = abrnet.convert(_Rectifiers(), activations=abrnet.RECTIFIERS + (nn.LeakyReLU,), example_input=x)
+    assert len(list(abrnet.abr_layers(both))) == 3
+    both(x).sum().backward()
+
+
+def test_nothing_converted_is_an_error_naming_the_activations_found():
+    model = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 4), nn.Tanh(), nn.Tanh())
+    with pytest.raises(abrnet.ConversionError, match=r"no ReLU, ReLU6 found; it uses Tanh \(2\), GELU \(1\)"):
+        abrnet.convert(model)
+    with pytest.raises(abrnet.ConversionError, match="already converted"):
+        abrnet.convert(abrnet.convert(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))
+    with pytest.raises(abrnet.ConversionError, match="pass its activation classes"):
+        abrnet.convert(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="nn.Module classes"):
+        abrnet.convert(model, activations=("gelu",))
+
+
+def test_frozen_step_forward_with_straight_through_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), abrnet.ABR(8, init_slope=2.0), nn.Linear(8, 2))
+    x = torch.randn(64, 4)
+    for through in (False, True):
+        handles = abrnet.freeze(model, ["1"], straight_through=through)
+        model.zero_grad()
+        hidden = model[1](model[0](x))
+        assert set(hidden.unique().tolist()) == {0.0, 1.0}
+        model(x).sum().backward()
+        # no gradient crosses a plain frozen step; the ABR's own crosses a straight-through one
+        assert (model[0].weight.grad is not None and model[0].weight.grad.abs().sum() > 0) == through
+        for h in handles:
+            h.remove()
 
 
 def test_binarize_all_gives_exact_binary_at_every_step():

@@ -9,7 +9,7 @@ then replaced by ``[x > 0]`` at deploy time. The core needs only torch and numpy
 """
 
 from . import functional
-from .convert import ConversionError, binarize, binary_layers, convert
+from .convert import RECTIFIERS, ConversionError, convert
 from .layers import ABR, Step, ThresholdStep
 from .penalty import (
     abr_layers,
@@ -22,6 +22,7 @@ from .penalty import (
 )
 from .schedule import BinarizationSchedule
 from .stats import LayerStats, Summary, binarization_stats, summary
+from .steps import binarize, binary_layers, freeze
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "BinarizationSchedule",
     "ConversionError",
     "LayerStats",
+    "RECTIFIERS",
     "Run",
     "Step",
     "Summary",
@@ -52,6 +54,7 @@ __all__ = [
     "add_growth_grad_",
     "clamp_slopes_",
     "convert",
+    "freeze",
     "functional",
     "growth_penalty",
     "load_run",

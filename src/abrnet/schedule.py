@@ -34,11 +34,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .convert import binary_layers, freeze
 from .functional import check_growth_kind
 from .layers import ABR
 from .penalty import abr_layers, add_growth_grad_, clamp_slopes_
 from .stats import run_hooked
+from .steps import binary_layers, freeze, pass_through
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config (measured: docs/results.md).
@@ -63,11 +63,18 @@ class BinarizationSchedule:
             ``end_mult`` are the end.
         end_mult: fallback rise of the floors when there is no held-out batch.
         max_slope: cap on any end slope.
+        compensate: power of the floors' rise by which upstream gradients are divided.
+        straight_through: frozen layers pass their ABR's gradient backward (the forward
+            stays the exact step), so the layers before them keep learning.
+        surrogate: from the ``binarize`` stage on, each ABR's gradient is that of
+            ``clamp(w0 x, 0, 1)`` at its slope ``w0`` when the stage began, while its
+            forward rises to the step: the window that passes gradient keeps its width
+            (no compensation is then needed), and frozen layers pass it too.
 
-    The schedule registers hooks on ``optimizer``: before each ``step()`` it adds the
-    growth gradient and divides the gradients upstream of the binary layers by the
-    floors' rise; after it, it clamps the slopes to their floors and freezes layers when
-    due. :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume.
+    The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
+    before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
+    gradients upstream of the binary layers divided by the floors' rise); after it,
+    :meth:`after_step` (slopes clamped to their floors, layers frozen when due). :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume.
     """
 
     def __init__(
@@ -85,6 +92,9 @@ class BinarizationSchedule:
         end_mult: float = 30.0,
         max_slope: float = 1e4,
         compensate: float = 1.0,
+        straight_through: bool = False,
+        surrogate: bool = False,
+        hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
         if total_steps < 1:
@@ -96,7 +106,8 @@ class BinarizationSchedule:
         self.model, self.optimizer, self.total_steps = model, optimizer, int(total_steps)
         self.growth, self.kind, self.binarize_at, self.freeze_at = growth, check_growth_kind(kind), binarize_at, freeze_at
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
-        self.compensate = compensate
+        self.compensate, self.straight_through, self.surrogate = compensate, straight_through or surrogate, surrogate
+        self._surrogates: list = []
         self.step_count = int(step)
         self.abrs = dict(abr_layers(model))
         # The ABRs it drives, in order (a rival activation in the same model is left alone).
@@ -106,7 +117,10 @@ class BinarizationSchedule:
         self.base_floor = {n: m.min_slope for n, m in self.abrs.items()}
         self._frozen: list = []
         self._upstream = _upstream_params(model, self.names)
-        self._hooks = [optimizer.register_step_pre_hook(self._before), optimizer.register_step_post_hook(self._after)]
+        self._hooks = []
+        if hook_optimizer:
+            self._hooks = [optimizer.register_step_pre_hook(lambda *a: self.before_step()),
+                           optimizer.register_step_post_hook(lambda *a: self.after_step())]  # fmt: skip
 
     # -- where we are --------------------------------------------------------------
     @property
@@ -154,20 +168,28 @@ class BinarizationSchedule:
 
     # -- the hooks -----------------------------------------------------------------
     @torch.no_grad()
-    def _before(self, optimizer, args, kwargs) -> None:
+    def before_step(self) -> None:
+        """Between ``backward()`` and ``optimizer.step()``: add the growth gradient and
+        divide the upstream gradients by the floors' rise. Called by the optimizer's
+        hook unless ``hook_optimizer=False`` (a loop whose ``step()`` runs the backward
+        pass in a closure, as Lightning's does, calls it after the backward itself)."""
         if self.current_growth > 0:
             add_growth_grad_(self.model, self.current_growth, self.kind)
-        r = self.rise() ** self.compensate
+        r = 1.0 if self.surrogate else self.rise() ** self.compensate
         if r > 1.0:
             grads = [p.grad for p in self._upstream if p.grad is not None]
             if grads:
                 torch._foreach_div_(grads, r)
 
     @torch.no_grad()
-    def _after(self, optimizer, args, kwargs) -> None:
+    def after_step(self) -> None:
+        """After ``optimizer.step()``: count the step, raise the floors, clamp the
+        slopes to them and freeze the layers that are due."""
         self.step_count += 1
         if self.abrs and not self.end and self.progress >= self.binarize_at:
             self._measure_end()
+        if self.surrogate and self.end and not self._surrogates:
+            self._add_surrogates()
         for name, m in self.abrs.items():
             m.min_slope = self.floor(name)
         clamp_slopes_(self.model)
@@ -176,7 +198,18 @@ class BinarizationSchedule:
     def _apply_frozen(self) -> None:
         want = self.frozen_count()
         for name in self.names[len(self._frozen) : want]:
-            self._frozen.extend(freeze(self.model, [name]))
+            self._frozen.extend(freeze(self.model, [name], straight_through=self.straight_through))
+
+    def _add_surrogates(self) -> None:
+        for name in self.names:
+            w0 = self.start[name]
+
+            def hook(module, inputs, out, w0=w0):
+                if not (torch.is_grad_enabled() and out.requires_grad):
+                    return out
+                return pass_through(out, torch.clamp(inputs[0] * w0, 0.0, 1.0))
+
+            self._surrogates.append(self.abrs[name].register_forward_hook(hook, prepend=True))
 
     @torch.no_grad()
     def _measure_end(self) -> None:
@@ -199,13 +232,15 @@ class BinarizationSchedule:
         self.start, self.end = dict(state["start"]), dict(state["end"])
         for name, m in self.abrs.items():
             m.min_slope = self.floor(name)
+        if self.surrogate and self.end and not self._surrogates:
+            self._add_surrogates()
         self._apply_frozen()
 
     def remove(self) -> None:
         """Take the hooks off the optimizer (the frozen layers stay frozen)."""
-        for h in self._hooks:
+        for h in self._hooks + self._surrogates:
             h.remove()
-        self._hooks = []
+        self._hooks, self._surrogates = [], []
 
     def __repr__(self) -> str:
         return (f"BinarizationSchedule(step {self.step_count}/{self.total_steps}, stage {self.stage}, "

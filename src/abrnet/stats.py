@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .convert import is_binarizable
 from .layers import ABR, is_step
+from .steps import is_binarizable
 
 
 @dataclass

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..convert import binary_layers, deploy_form, freeze
 from ..layers import ABR
 from ..stats import BinaryCounter
+from ..steps import binary_layers, deploy_form, freeze
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 

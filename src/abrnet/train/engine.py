@@ -13,12 +13,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from ..convert import binarize, binary_layers, freeze
 from ..errors import TrainingDiverged, UserError
 from ..hashnet import HashNetSigmoid
 from ..penalty import abr_layers, add_growth_grad_, binary_loss, clamp_slopes_, param_groups, set_lr_
 from ..schedule import BinarizationSchedule
 from ..stats import binarization_stats, mean_slope
+from ..steps import binarize, binary_layers, freeze
 from .checkpoint import load_model_state, read_checkpoint, restore_training, save_checkpoint
 from .datasets import DatasetInfo, make_loader
 from .distributed import DistInfo

@@ -46,9 +46,9 @@ def evaluate_run(run, *, split: str = "test", layers: str = "all", device: torch
     dataset reports: ``train_form``; ``binary``, the step network with ``layers``
     stepped ("none" skips it), with ``non_binary_outputs`` counted at those steps; and
     ``relu``, the baseline, when the run has one. Also ``items``, the split's size."""
-    from ..convert import binarize, binary_layers
     from ..layers import is_step
     from ..stats import binarization_stats, non_binary_outputs
+    from ..steps import binarize, binary_layers
 
     train, test = run.datasets(limit=limit)
     data = run.loader(test if split == "test" else train, device)

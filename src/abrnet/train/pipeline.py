@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..convert import binarize, binary_layers
 from ..errors import UserError
 from ..stats import binarization_stats, non_binary_outputs, summary
+from ..steps import binarize, binary_layers
 from .checkpoint import atomic_write_text, save_checkpoint
 from .config import TrainConfig
 from .distributed import init_distributed, resolve_device

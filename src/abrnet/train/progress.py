@@ -7,8 +7,8 @@ import sys
 import torch
 from tqdm import tqdm
 
-from ..convert import binary_layers
 from ..stats import mean_slope
+from ..steps import binary_layers
 
 
 class Bar:

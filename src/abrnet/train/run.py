@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..convert import binarize, binary_layers, freeze
 from ..errors import UserError
 from ..rivals import make_activation
+from ..steps import binarize, binary_layers, freeze
 from .checkpoint import load_model_state, read_checkpoint
 from .config import TrainConfig
 from .datasets import DATASETS, make_loader
