@@ -157,3 +157,38 @@ def test_bad_arguments(kw):
     args = {"total_steps": 10, **kw}
     with pytest.raises(ValueError):
         BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), **args)
+
+
+def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens():
+    model = _mlp()
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x, surrogate=True)
+    sched.step_count = 70  # inside the binarize stage
+    sched.after_step()
+    assert sched._surrogates and sched.stage == "binarize"
+    abr, w0 = model[1], sched.start["1"]
+    assert abr.effective_slope().min().item() > w0  # the floor has risen past the start
+    h = model[0](x).detach().requires_grad_()
+    out = abr(h)
+    torch.testing.assert_close(out, abr.__class__.forward(abr, h))  # forward: the ABR as it is now
+    out.sum().backward()
+    inside = (h.detach() * w0 > 0) & (h.detach() * w0 < 1)
+    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: clamp(w0 x, 0, 1)'s
+    # no compensation: upstream gradients keep their size
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    before = model[0].weight.grad.clone()
+    sched.before_step()
+    torch.testing.assert_close(model[0].weight.grad, before)
+    # frozen layers pass the surrogate too, and the end is the deployed network
+    sched.step_count = 99
+    sched.after_step()
+    assert sched.frozen_count() == 2
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert model[0].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), abrnet.binarize(model)(x))
+    sched.remove()
+    assert not sched._surrogates and len(model[1]._forward_hooks) == 1  # the freeze hook stays

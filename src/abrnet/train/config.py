@@ -80,6 +80,7 @@ class TrainConfig:
     binarize_at: float = _f(BINARIZE_AT, "adaptive: share of the steps after which the slope floors rise")
     freeze_at: float = _f(FREEZE_AT, "adaptive: share of the steps after which layers freeze, first to last")
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
+    surrogate: bool = _f(False, "adaptive: once the floors rise, ABR gradients keep their window's starting width")
     finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
     finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
     finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")
