@@ -162,3 +162,32 @@ def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
     assert all(p.grad is None for p in c.parameters())
     with pytest.raises(ValueError):
         abrnet.add_growth_grad_(b, -1.0)
+
+
+def test_forward_skips_the_floor_only_while_clamp_slopes_holds():
+    torch.manual_seed(0)
+    abr = abrnet.ABR(6, min_slope=0.5)
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    abr = abr.double()
+    with torch.no_grad():
+        abr.slope.copy_(torch.tensor([0.5, 0.7, 1.0, 2.0, 3.0, 0.6]))
+    grads = {}
+    for path in ("floor", "floored"):
+        if path == "floored":
+            abrnet.clamp_slopes_(abr)  # nothing to clamp, but now known to be floored
+            assert abr.floored_at == (abr.slope._version, 0.5)
+        x.grad = abr.slope.grad = None
+        y = abr(x)
+        y.sum().backward()
+        grads[path] = (y.detach(), x.grad.clone(), abr.slope.grad.clone())
+    for a, b in zip(grads["floor"], grads["floored"]):
+        assert torch.equal(a, b)
+    # an update after the clamp (here: a slope pushed under the floor) brings the floor back
+    with torch.no_grad():
+        abr.slope[0] = 0.1
+    abr.slope.grad = None
+    abr(x).sum().backward()
+    assert abr.slope.grad[0] == 0 and abr(x)[:, 0].abs().max() <= 1
+    assert torch.equal(abr(x)[:, 0], torch.clamp(0.5 * x[:, 0], 0, 1))
+    abr.min_slope = 0.05  # a new floor also invalidates it
+    assert abr.floored_at[1] != abr.min_slope

@@ -84,7 +84,7 @@ class _ABRFunction(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
-def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3) -> Tensor:
+def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3, floored: bool = False) -> Tensor:
     """Adjustable bounded rectifier ``y = min(1, max(0, w_c * x))``.
 
     ``slope`` has one element (shared) or one per channel of ``x`` along
@@ -92,15 +92,21 @@ def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3)
     slope under the floor gets no gradient from this term until ``clamp_slopes_``
     lifts it back to the floor (the growth term still pushes it up); at the floor and
     above, it gets the full gradient. The output has ``x``'s dtype (bf16 under
-    autocast).
+    autocast). ``floored=True`` promises that no slope is under the floor (the ABR
+    module knows when ``clamp_slopes_`` has run since the last update), which spares
+    small inputs the floor's own kernels: the same values and gradients.
     """
     if not min_slope > 0:
         raise ValueError(f"min_slope must be > 0, got {min_slope}")
     if x.numel() >= _FUSED_MIN_NUMEL and torch.is_grad_enabled() and (x.requires_grad or slope.requires_grad):
         return _ABRFunction.apply(x, slope, float(min_slope), channel_dim)
     # Not clamp(min=): its gradient is 0 at the floor itself, where clamp_slopes_ leaves slopes.
-    w = torch.where(slope < min_slope, min_slope, slope)
-    return torch.nn.functional.hardtanh(x * _broadcast(w.to(x.dtype), x, channel_dim), 0.0, 1.0)
+    w = slope if floored else torch.where(slope < min_slope, min_slope, slope)
+    if w.dtype != x.dtype:
+        w = w.to(x.dtype)
+    if not (x.dim() == 2 and channel_dim in (1, -1)) or w.numel() == 1:  # (N, C) broadcasts as it is
+        w = _broadcast(w, x, channel_dim)
+    return torch.nn.functional.hardtanh(x * w, 0.0, 1.0)
 
 
 def step(x: Tensor) -> Tensor:

@@ -54,6 +54,9 @@ class ABR(LazyModuleMixin, nn.Module):
         self.growth_mult = float(growth_mult)
         self.binary_loss = float(binary_loss)
         self.last_binary_loss: Tensor | None = None
+        # (slope._version, min_slope) when clamp_slopes_ last put every slope at or above
+        # the floor: while both still hold, the forward pass can skip the floor.
+        self.floored_at: tuple[int, float] | None = None
         if shared:
             num_channels = 1
         if num_channels is None:
@@ -84,7 +87,8 @@ class ABR(LazyModuleMixin, nn.Module):
         return F.floor_slope(self.slope, self.min_slope)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.abr(x, self.slope, self.channel_dim, self.min_slope)
+        floored = self.floored_at == (self.slope._version, self.min_slope) and not torch.compiler.is_compiling()
+        y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
         if self.binary_loss > 0 and self.training:
             # Per example: summed over units, averaged over the batch, so the gradient
             # on each output is +-lambda / N, the same scale as a mean task loss.

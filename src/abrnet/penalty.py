@@ -66,7 +66,7 @@ def add_growth_grad_(model: nn.Module, strength: float, kind: str = "log") -> No
     the loss (a layer frozen into its step, an unused branch) and are left alone.
     """
     _check_growth(strength, kind)
-    layers = [m for _, m in abr_layers(model) if m.growth_mult > 0 and m.slope.grad is not None]
+    layers = [m for m in model.modules() if isinstance(m, ABR) and m.growth_mult > 0 and m.slope.grad is not None]
     if strength == 0 or not layers:
         return
     # dR/dw at the floored slope, passed straight through the floor (floor_slope).
@@ -79,9 +79,11 @@ def add_growth_grad_(model: nn.Module, strength: float, kind: str = "log") -> No
 @torch.no_grad()
 def clamp_slopes_(model: nn.Module) -> None:
     """Keep every stored slope at or above its layer's floor (after ``optimizer.step``)."""
-    layers = [m for _, m in abr_layers(model) if not m.has_uninitialized_params()]
+    layers = [m for m in model.modules() if isinstance(m, ABR) and not m.has_uninitialized_params()]
     if layers:  # one kernel launch for all layers
         torch._foreach_clamp_min_([m.slope for m in layers], [m.min_slope for m in layers])
+        for m in layers:
+            m.floored_at = (m.slope._version, m.min_slope)
 
 
 # The reference recipes used a 10x slope learning rate on small nets and 1x on AlexNet.
