@@ -1,9 +1,11 @@
-"""Regenerate the tables of docs/results.md from the raw results committed here.
+"""Regenerate the tables (and figures) of the docs from the raw results committed here.
 
-Every ``docs/results/NAME.json`` is a ``compare.json`` written by ``abrnet compare``
-(its command, commit and machine are inside). docs/results.md holds, for each, a block
-between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces
-the block's contents with the tables ``abrnet compare`` itself prints for that file.
+Every ``docs/results/NAME.json`` is either a ``compare.json`` written by ``abrnet
+compare`` (its command, commit and machine are inside), rendered into docs/results.md,
+or a ``--json`` of ``benchmarks/bench_search.py``, rendered into docs/deploy.md with its
+figure ``docs/NAME.png``. The page holds, for each, a block between
+``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
+block's contents with the tables the writing tool itself prints for that file.
 
     python3 docs/results/render.py
 """
@@ -16,22 +18,43 @@ from pathlib import Path
 from abrnet.compare import format_markdown
 
 HERE = Path(__file__).resolve().parent
-PAGE = HERE.parent / "results.md"
+DOCS = HERE.parent
+sys.path.insert(0, str(DOCS.parent / "benchmarks"))
+import bench_search  # noqa: E402
+
+
+def compare_tables(name: str, data: dict) -> str:
+    tables = format_markdown(data)
+    return tables.split("\n", 1)[1].lstrip("\n").replace("\n## ", "\n#### ")  # under the page's own heading
+
+
+def search_tables(name: str, data: dict) -> str:
+    bench_search.plot(data, DOCS / f"{name}.png")
+    return (f"Command: `{data['command']}`; {data['machine']}; {data['date']}; {data['threads']} thread(s), "
+            f"{data['clock']} clock; top-{data['k']} of {data['queries']} queries; codes in {data['clusters']} "
+            f"clusters, bits flipped with probability {data['flip']}; HNSW M={data['hnsw_m']}, "
+            f"efSearch={data['ef_search']}.\n\n![search cost against database size]({name}.png)\n\n"
+            + bench_search.table(data["rows"]) + "\n")  # fmt: skip
 
 
 def main() -> int:
-    page = PAGE.read_text()
+    pages: dict[Path, str] = {}
     for path in sorted(HERE.glob("*.json")):
-        name = path.stem
+        name, data = path.stem, json.loads(path.read_text())
+        page_path, render = (
+            (DOCS / "deploy.md", search_tables) if data.get("schema") == bench_search.SCHEMA
+            else (DOCS / "results.md", compare_tables)
+        )  # fmt: skip
+        page = pages.setdefault(page_path, page_path.read_text())
         block = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
         if not block.search(page):
-            print(f"{path.name}: no <!-- results:{name} --> block in {PAGE.name}; skipped", file=sys.stderr)
+            print(f"{path.name}: no <!-- results:{name} --> block in {page_path.name}; skipped", file=sys.stderr)
             continue
-        tables = format_markdown(json.loads(path.read_text()))
-        tables = tables.split("\n", 1)[1].lstrip("\n").replace("\n## ", "\n#### ")  # under the page's own heading
-        page = block.sub(lambda m, t=tables: m.group(1) + t + m.group(2), page)
-        print(f"{path.name}: tables written")
-    PAGE.write_text(page)
+        text = render(name, data)
+        pages[page_path] = block.sub(lambda m, t=text: m.group(1) + t + m.group(2), page)
+        print(f"{path.name}: tables written to {page_path.name}")
+    for page_path, page in pages.items():
+        page_path.write_text(page)
     return 0
 
 

@@ -92,7 +92,9 @@ def test_odd_widths_are_padded_to_words_without_changing_distances(tmp_path):
     rng = np.random.default_rng(0)
     db, q = rng.integers(0, 2, (300, 500)), rng.integers(0, 2, (5, 500))
     index = HammingIndex(500)
-    assert index.dim == 504 and index.index.d == 512
+    assert index.dim == 504 and index._stored == 512
+    index.add(np.packbits(db[:0], axis=1))  # an empty add chooses the kind (flat)
+    assert index.kind == "flat" and index.index.d == 512
     index.add(np.packbits(db, axis=1))
     dist, ids = index.search(np.packbits(q, axis=1), 300)
     expected = (q[:, None, :] != db[None]).sum(-1)
@@ -103,3 +105,20 @@ def test_odd_widths_are_padded_to_words_without_changing_distances(tmp_path):
     assert np.array_equal(loaded.search(np.packbits(q, axis=1), 300)[0], dist)
     with pytest.raises(ValueError, match=r"\(n, 63\) uint8"):
         index.add(np.zeros((1, 64), np.uint8))
+
+
+def test_auto_kind_is_chosen_by_the_first_add_from_the_database_size(monkeypatch):
+    import abrnet.codes.search as search
+
+    monkeypatch.setattr(search, "AUTO_HNSW_BITS", 64 * 1000)  # 1,000 codes of 64 bits
+    rng = np.random.default_rng(0)
+    small, large = HammingIndex(64), HammingIndex(64)
+    assert small.kind == "auto" and small.ntotal == 0
+    small.add(pack(rng.integers(0, 2, (999, 64))))
+    large.add(pack(rng.integers(0, 2, (1000, 64))))
+    assert small.kind == "flat" and large.kind == "hnsw"
+    small.add(pack(rng.integers(0, 2, (5000, 64))))  # later adds keep the first choice
+    assert small.kind == "flat" and small.ntotal == 5999
+    empty = HammingIndex(64)  # searching before any add: an empty exact index
+    d, i = empty.search(pack(rng.integers(0, 2, (2, 64))), 3)
+    assert empty.kind == "flat" and (i == -1).all()

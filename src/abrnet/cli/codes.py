@@ -12,6 +12,8 @@ from ..errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..codes.search import AUTO_HNSW_BITS, KINDS
+
     p.add_argument("run_dir", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, metavar="CODES.npz", help="where to write the codes")
     p.add_argument("--layer", help="a Step layer of the deployed net (default: the last hidden one)")
@@ -19,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="encode the first N items only")
     p.add_argument("--index", type=Path, metavar="INDEX.faiss",
                    help="also build and save a Hamming index over the codes (labels go to INDEX.faiss.labels.npz)")  # fmt: skip
-    p.add_argument("--index-kind", choices=("flat", "hnsw"), default="flat",
-                   help="flat: exact search; hnsw: approximate graph search (default: flat)")  # fmt: skip
+    p.add_argument("--index-kind", choices=KINDS, default="auto",
+                   help="flat: exact search; hnsw: approximate graph search; auto: hnsw from "
+                        f"{AUTO_HNSW_BITS / 1e6:g}M bits of codes (items x width), else flat (default: auto)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, help="items per forward pass (default: the run's batch size)")
 

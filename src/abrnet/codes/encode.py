@@ -153,7 +153,7 @@ def write_codes(
     split: str = "train",
     limit: int | None = None,
     index: Path | None = None,
-    index_kind: str = "flat",
+    index_kind: str = "auto",
     device="cpu",
     batch_size: int | None = None,
 ) -> dict:
@@ -199,7 +199,7 @@ def write_codes(
         hamming.add(packed)
         index.parent.mkdir(parents=True, exist_ok=True)
         hamming.save(index)
-        side = save_index_labels(index, labels, dim, codes=str(out), kind=index_kind, **meta)
-        done["index"] = {"path": str(index), "kind": index_kind, "ntotal": hamming.ntotal,
+        side = save_index_labels(index, labels, dim, codes=str(out), kind=hamming.kind, **meta)
+        done["index"] = {"path": str(index), "kind": hamming.kind, "ntotal": hamming.ntotal,
                          "bytes": index.stat().st_size, "labels_path": str(side)}  # fmt: skip
     return done

@@ -76,7 +76,7 @@ def measure_speed(db_packed, q_packed, db_float, q_float, dim: int, k: int, thre
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     try:
-        index = HammingIndex(dim)
+        index = HammingIndex(dim, kind="flat")  # exact: the metrics need every true neighbour
         index.add(db_packed)
         db = torch.nn.functional.normalize(torch.from_numpy(db_float), dim=1)
         q = torch.nn.functional.normalize(torch.from_numpy(q_float), dim=1)

@@ -14,7 +14,11 @@ import torch
 from ..errors import UserError
 from .packing import as_numpy, packed_bytes
 
-KINDS = ("flat", "hnsw")
+KINDS = ("auto", "flat", "hnsw")
+# kind="auto": HNSW once a database holds this many bits (items x width) or more, flat
+# below. Flat search costs items x width per query and HNSW about log(items) x width, so
+# the crossover is a database size in bits; measured in docs/deploy.md (search sweep).
+AUTO_HNSW_BITS = 256 * 10**6
 # faiss has unrolled Hamming kernels for 4, 8, 16, 20, 32 and 64-byte codes, and reads
 # other widths 8 bytes at a time plus a byte-by-byte tail: a 63-byte code searched 2x
 # slower than the same code padded to 64 bytes (docs/deploy.md).
@@ -32,7 +36,10 @@ class HammingIndex:
     Args:
         dim: code length in bits (padded up to a multiple of 8).
         kind: ``"flat"``, exact search (``faiss.IndexBinaryFlat``); ``"hnsw"``,
-            approximate graph search for large databases (``faiss.IndexBinaryHNSW``).
+            approximate graph search for large databases (``faiss.IndexBinaryHNSW``);
+            ``"auto"`` (default), chosen by the first :meth:`add`: HNSW when it brings
+            ``AUTO_HNSW_BITS`` bits of codes or more (items x width), flat below, where
+            exact search is as fast (docs/deploy.md measures the crossover).
         hnsw_m: HNSW graph degree; more is more accurate, slower to build and larger.
         ef_search: HNSW candidate list size at query time, at least ``k``.
 
@@ -42,42 +49,51 @@ class HammingIndex:
     bytes per item and buys faiss's word-wide kernels.
     """
 
-    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 64) -> None:
+    def __init__(self, dim: int, kind: str = "auto", hnsw_m: int = 32, ef_search: int = 64) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.dim = 8 * packed_bytes(dim)
+        self.kind, self.hnsw_m, self.ef_search = kind, hnsw_m, ef_search
+        self._stored = 8 * _stored_bytes(self.dim // 8)
+        self.index = None if kind == "auto" else self._make(kind)
+
+    def _make(self, kind: str):
         self.kind = kind
-        self.ef_search = ef_search
-        stored = 8 * _stored_bytes(self.dim // 8)
         if kind == "flat":
-            self.index = faiss.IndexBinaryFlat(stored)
-        else:
-            self.index = faiss.IndexBinaryHNSW(stored, hnsw_m)
+            return faiss.IndexBinaryFlat(self._stored)
+        return faiss.IndexBinaryHNSW(self._stored, self.hnsw_m)
+
+    def _ready(self, n: int):
+        """The faiss index, made now when ``kind`` is still "auto" (``n`` items coming)."""
+        if self.index is None:
+            self.index = self._make("hnsw" if n * self.dim >= AUTO_HNSW_BITS else "flat")
+        return self.index
 
     @classmethod
     def _wrap(cls, index) -> HammingIndex:
         # A saved index keeps only the stored width; codes of any width that pads to
         # it are accepted (see _codes).
         self = cls.__new__(cls)
-        self.index, self.dim = index, index.d
+        self.index, self.dim, self._stored = index, index.d, index.d
         self.kind = "hnsw" if isinstance(index, faiss.IndexBinaryHNSW) else "flat"
         self.ef_search = index.hnsw.efSearch if self.kind == "hnsw" else 64
+        self.hnsw_m = index.hnsw.nb_neighbors(1) if self.kind == "hnsw" else 32
         return self
 
     @property
     def ntotal(self) -> int:
-        return self.index.ntotal
+        return 0 if self.index is None else self.index.ntotal
 
     def accepts(self, nbytes: int) -> bool:
         """Whether packed codes ``nbytes`` wide fit this index (a loaded index knows only
         its stored width, so it takes any width that pads to it)."""
-        if self.dim != self.index.d:
+        if self.dim != self._stored:
             return nbytes == self.dim // 8
-        return _stored_bytes(nbytes) == self.index.d // 8
+        return _stored_bytes(nbytes) == self._stored // 8
 
     def _codes(self, packed) -> np.ndarray:
         p = np.ascontiguousarray(as_numpy(packed))
-        stored = self.index.d // 8
+        stored = self._stored // 8
         if p.dtype != np.uint8 or p.ndim != 2 or not self.accepts(p.shape[1]):
             raise ValueError(f"expected (n, {self.dim // 8}) uint8 packed codes, got {p.dtype} {p.shape}")
         if p.shape[1] < stored:
@@ -86,20 +102,22 @@ class HammingIndex:
 
     def add(self, packed) -> None:
         """Append ``(n, dim/8)`` uint8 codes; they get ids ``ntotal .. ntotal + n - 1``."""
-        self.index.add(self._codes(packed))
+        codes = self._codes(packed)
+        self._ready(len(codes)).add(codes)
 
     def search(self, packed_queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes per query: ``(distances int32, ids int64)``, each ``(nq, k)``,
         nearest first. Slots beyond ``ntotal`` hold id -1. Among equal distances faiss
         chooses the order; tie-aware metrics (:mod:`abrnet.codes.retrieval`) do not depend on it.
         """
+        index = self._ready(0)
         if self.kind == "hnsw":
-            self.index.hnsw.efSearch = max(self.ef_search, k)
-        return self.index.search(self._codes(packed_queries), k)
+            index.hnsw.efSearch = max(self.ef_search, k)
+        return index.search(self._codes(packed_queries), k)
 
     def save(self, path) -> None:
         """Write the index in faiss's own format (readable by ``faiss.read_index_binary``)."""
-        faiss.write_index_binary(self.index, str(path))
+        faiss.write_index_binary(self._ready(0), str(path))
 
     @classmethod
     def load(cls, path) -> HammingIndex:
