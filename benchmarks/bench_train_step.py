@@ -10,9 +10,11 @@ script reports medians and the ratio ABR / ReLU.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -20,6 +22,8 @@ from torch import nn
 
 import abrnet
 from abrnet.train.models import create_model
+
+SCHEMA = "abrnet-train-step-1"
 
 # (model, input shape, batch) as the recipes use them
 NETS = {
@@ -29,6 +33,7 @@ NETS = {
     "quick-fashion": ((1, 28, 28), 100),
     "caffenet": ((3, 224, 224), 16),
     "resnet18": ((3, 224, 224), 16),
+    "resnet18-32px": ((3, 32, 32), 64),  # torchvision's resnet18, converted, on CIFAR-sized inputs
 }
 
 
@@ -39,8 +44,9 @@ def build(name: str, method: str, shape) -> nn.Module:
     return create_model(model_name, act=act, num_classes=10, input_shape=shape)
 
 
-def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "paper"):
+def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "paper", compile: bool = False):
     opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
+    forward = torch.compile(model) if compile else model  # the optimizer and schedule keep the eager module
     paper = abr and schedule == "paper"
     if abr and schedule == "adaptive":
         # The engine's default: the schedule's optimizer hooks, held inside its binarize
@@ -51,7 +57,7 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
 
     def step() -> None:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = nn.functional.cross_entropy(model(x), y)
+            loss = nn.functional.cross_entropy(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if paper:  # as the engine does it under the paper schedule
@@ -73,7 +79,7 @@ def timed(step, iters: int, sync) -> float:
 
 
 def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int, amp: bool, fmt,
-          schedule: str = "paper") -> dict:  # fmt: skip
+          schedule: str = "paper", compile: bool = False) -> dict:  # fmt: skip
     shape, default_batch = NETS[name]
     batch = batch or default_batch
     x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
@@ -81,7 +87,7 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
     steps = {}
     for method in ("relu", "abr"):
         model = build(name, method, shape).to(device, memory_format=fmt).train()
-        steps[method] = make_step(model, method == "abr", x, y, amp, schedule)
+        steps[method] = make_step(model, method == "abr", x, y, amp, schedule, compile)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in steps.values():  # warm-up
         timed(s, 2, sync)
@@ -92,7 +98,7 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
             times[method].append(timed(steps[method], iters, sync))
     ratios = [a / r for a, r in zip(times["abr"], times["relu"], strict=True)]
     return {
-        "model": name, "batch": batch, "input": list(shape), "schedule": schedule,
+        "model": name, "batch": batch, "input": list(shape), "schedule": schedule, "amp": amp, "compile": compile,
         "relu_ms": 1e3 * statistics.median(times["relu"]), "abr_ms": 1e3 * statistics.median(times["abr"]),
         "ratio_of_medians": statistics.median(times["abr"]) / statistics.median(times["relu"]),
         "median_ratio": statistics.median(ratios),
@@ -101,12 +107,13 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="mlp,lenet,quick,quick-fashion,caffenet,resnet18")
+    p.add_argument("--models", default="mlp,lenet,quick,quick-fashion,caffenet,resnet18,resnet18-32px")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=0, help="override every model's batch")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models' forward (and so backward)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--contiguous", action="store_true", help="NCHW layout instead of channels_last (the engine's default)")
     p.add_argument("--schedule", default="adaptive,paper",
@@ -120,18 +127,27 @@ def main() -> None:
     fmt = torch.contiguous_format if args.contiguous else torch.channels_last
     print(f"device {device} ({card}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats x {args.iters} steps, interleaved, {str(fmt).split('.')[-1]}")  # fmt: skip
-    print("| model | schedule | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios |")
-    print("|---|---|---|---|---|---|---|")
+    print(table([]))
     rows = []
     for name in args.models.split(","):
         for schedule in args.schedule.split(","):
-            row = bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt, schedule)
-            rows.append(row)
-            print(f"| {name} | {schedule} | {row['batch']} | {row['relu_ms']:.2f} | {row['abr_ms']:.2f} | "
-                  f"{row['ratio_of_medians']:.3f} | {row['median_ratio']:.3f} |", flush=True)  # fmt: skip
+            rows.append(bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt, schedule, args.compile))
+            print(table(rows[-1:]).split("\n", 2)[2], flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "card": card, "rows": rows}, f, indent=2)
+            json.dump({"schema": SCHEMA, "command": "python benchmarks/bench_train_step.py " + " ".join(sys.argv[1:]),
+                       "device": str(device), "card": card, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+                       "rows": rows}, f, indent=2)  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | schedule | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['schedule']} | {r['batch']} | {r['relu_ms']:.2f} | {r['abr_ms']:.2f} | "
+                     f"{r['ratio_of_medians']:.3f} | {r['median_ratio']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Every ``docs/results/NAME.json`` is either a ``compare.json`` written by ``abrnet
 compare`` (its command, commit and machine are inside), rendered into docs/results.md,
-or a ``--json`` of ``benchmarks/bench_search.py``, rendered into docs/deploy.md with its
-figure ``docs/NAME.png``. The page holds, for each, a block between
+or a ``--json`` of ``benchmarks/bench_search.py`` (rendered into docs/deploy.md with its
+figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` (docs/benchmarks.md). The page holds, for each, a block between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
 block's contents with the tables the writing tool itself prints for that file.
 
@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent
 sys.path.insert(0, str(DOCS.parent / "benchmarks"))
 import bench_search  # noqa: E402
+import bench_train_step  # noqa: E402
 
 
 def compare_tables(name: str, data: dict) -> str:
@@ -37,14 +38,22 @@ def search_tables(name: str, data: dict) -> str:
             + bench_search.table(data["rows"]) + "\n")  # fmt: skip
 
 
+def step_tables(name: str, data: dict) -> str:
+    return (f"Command: `{data['command']}`; {data['card']} ({data['device']}), torch {data['torch']}, "
+            f"{data['threads']} threads; {data['date']}.\n\n" + bench_train_step.table(data["rows"]) + "\n")  # fmt: skip
+
+
+PAGES = {  # schema -> (page, renderer); anything else is a compare.json for results.md
+    bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
+    bench_train_step.SCHEMA: (DOCS / "benchmarks.md", step_tables),
+}
+
+
 def main() -> int:
     pages: dict[Path, str] = {}
     for path in sorted(HERE.glob("*.json")):
         name, data = path.stem, json.loads(path.read_text())
-        page_path, render = (
-            (DOCS / "deploy.md", search_tables) if data.get("schema") == bench_search.SCHEMA
-            else (DOCS / "results.md", compare_tables)
-        )  # fmt: skip
+        page_path, render = PAGES.get(data.get("schema"), (DOCS / "results.md", compare_tables))
         page = pages.setdefault(page_path, page_path.read_text())
         block = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
         if not block.search(page):
