@@ -87,7 +87,8 @@ class ABR(LazyModuleMixin, nn.Module):
         return F.floor_slope(self.slope, self.min_slope)
 
     def forward(self, x: Tensor) -> Tensor:
-        floored = self.floored_at == (self.slope._version, self.min_slope) and not torch.compiler.is_compiling()
+        # (Not under torch.compile, which sees the floor's kernels fused anyway.)
+        floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)
         y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
         if self.binary_loss > 0 and self.training:
             # Per example: summed over units, averaged over the batch, so the gradient
