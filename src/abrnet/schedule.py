@@ -188,14 +188,16 @@ class BinarizationSchedule:
         self.step_count += 1
         if self.abrs and not self.end and self.progress >= self.binarize_at:
             self._measure_end()
-        if self.surrogate and self.end and not self._surrogates:
-            self._add_surrogates()
+        self._sync()
+        clamp_slopes_(self.model)
+
+    def _sync(self) -> None:
+        """Bring floors, surrogate gradients and frozen layers to the current step: all
+        three are functions of the step and of the measured slopes."""
         for name, m in self.abrs.items():
             m.min_slope = self.floor(name)
-        clamp_slopes_(self.model)
-        self._apply_frozen()
-
-    def _apply_frozen(self) -> None:
+        if self.surrogate and self.end and not self._surrogates:
+            self._add_surrogates()
         want = self.frozen_count()
         for name in self.names[len(self._frozen) : want]:
             self._frozen.extend(freeze(self.model, [name], straight_through=self.straight_through))
@@ -230,11 +232,7 @@ class BinarizationSchedule:
         of the step and of the measured slopes, so both are rebuilt exactly."""
         self.step_count = int(state["step"])
         self.start, self.end = dict(state["start"]), dict(state["end"])
-        for name, m in self.abrs.items():
-            m.min_slope = self.floor(name)
-        if self.surrogate and self.end and not self._surrogates:
-            self._add_surrogates()
-        self._apply_frozen()
+        self._sync()
 
     def remove(self) -> None:
         """Take the hooks off the optimizer (the frozen layers stay frozen)."""
