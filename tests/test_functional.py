@@ -165,3 +165,21 @@ def test_fused_path_under_bf16_keeps_dtype_and_float32_slope_grad():
     inside = ((x.detach().float() * 2 > 0) & (x.detach().float() * 2 < 1)).float()
     expected = (x.detach().float() * inside).sum((0, 2, 3))
     torch.testing.assert_close(w.grad, expected, rtol=1e-2, atol=1e-2)
+
+
+@settings(deadline=None)  # a custom autograd Function: the first call is slow on a busy machine
+@given(x=st.lists(finite, min_size=1, max_size=64), g=st.lists(finite, min_size=64, max_size=64), w0=slopes)
+def test_windowed_passes_the_step_or_a_value_and_the_centred_clamps_gradient(x, g, w0):
+    x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    g = torch.tensor(g[: len(x)], dtype=torch.float64)
+    value = F.step(x.detach())
+    y = F.windowed(x, w0)
+    assert torch.equal(y, value)
+    other = torch.rand_like(value)  # any other value: forward as given, the same backward
+    assert torch.equal(F.windowed(x, w0, other), other)
+    (got,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(torch.autograd.grad(F.windowed(x, w0, other), x, g)[0], got)
+    # the surrogate's own gradient, off its two kinks (where clamp's side is a convention)
+    (want,) = torch.autograd.grad(torch.clamp(x * w0 + 0.5, 0.0, 1.0), x, g)
+    off_kinks = ((x.detach() * w0).abs() - 0.5).abs() > 1e-9
+    torch.testing.assert_close(got[off_kinks], want[off_kinks])

@@ -94,11 +94,11 @@ def test_layers_freeze_first_to_last_in_the_last_stage():
     assert [s.frozen_count(p) for p in (0.79, 0.8, 0.89, 0.9, 0.99, 1.0)] == [0, 1, 1, 2, 2, 2]
 
 
-def test_growth_only_while_learning_and_upstream_gradients_divided_by_the_rise():
+def test_without_surrogate_upstream_gradients_are_divided_by_the_rise():
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at the gradients only
-    sched = BinarizationSchedule(model, opt, 10, growth=0.5, binarize_at=0.5, freeze_at=1.0, held_out=x)
+    sched = BinarizationSchedule(model, opt, 10, growth=0.5, binarize_at=0.5, freeze_at=1.0, held_out=x, surrogate=False)
 
     def grads():
         opt.zero_grad()
@@ -163,18 +163,19 @@ def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens(
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    sched = BinarizationSchedule(model, opt, 100, held_out=x, surrogate=True)
+    sched = BinarizationSchedule(model, opt, 100, binarize_at=0.6, freeze_at=0.85, held_out=x)
     sched.step_count = 70  # inside the binarize stage
     sched.after_step()
-    assert sched._surrogates and sched.stage == "binarize"
+    assert sched.stage == "binarize" and all(m.window == sched.start[n] for n, m in sched.abrs.items())
     abr, w0 = model[1], sched.start["1"]
     assert abr.effective_slope().min().item() > w0  # the floor has risen past the start
     h = model[0](x).detach().requires_grad_()
     out = abr(h)
     torch.testing.assert_close(out, abr.__class__.forward(abr, h))  # forward: the ABR as it is now
     out.sum().backward()
-    inside = (h.detach() * w0 > 0) & (h.detach() * w0 < 1)
-    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: clamp(w0 x, 0, 1)'s
+    inside = (h.detach() * w0).abs() < 0.5
+    assert inside.any() and not inside.all()
+    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: clamp(w0 x + 1/2, 0, 1)'s
     # no compensation: upstream gradients keep their size
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
@@ -185,10 +186,53 @@ def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens(
     sched.step_count = 99
     sched.after_step()
     assert sched.frozen_count() == 2
+    out = abr(h)
+    assert torch.equal(out, (h > 0).float())  # forward: the exact step
+    h.grad = None
+    out.sum().backward()
+    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: the same window
+    assert abr.slope.grad is None  # the slope no longer takes part
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     assert model[0].weight.grad.abs().sum() > 0
     with torch.no_grad():
         assert torch.equal(model.eval()(x), abrnet.binarize(model)(x))
     sched.remove()
-    assert not sched._surrogates and len(model[1]._forward_hooks) == 1  # the freeze hook stays
+    assert abr.window is None and abr.frozen  # the window goes, the step stays
+    with torch.no_grad():
+        assert torch.equal(model(x), abrnet.binarize(model)(x))
+
+
+def test_compiled_model_trains_as_eager_without_a_recompile_per_step():
+    # The floors change at every step of the binarize stage, and freezing adds hooks:
+    # a compiled forward must follow both (same training as eager) without compiling
+    # a new graph at each step (at most one recompile when the floor starts moving,
+    # one per frozen layer, and one when the surrogate hooks arrive).
+    x, y = _data()
+    trained = []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sched = BinarizationSchedule(model, opt, 40, held_out=x, surrogate=True)
+        graphs = []
+
+        def count(gm, example_inputs, graphs=graphs):
+            graphs.append(gm)
+            return gm.forward
+
+        forward = torch.compile(model, backend=count) if compiled else model
+        for i in range(40):
+            b = slice(16 * (i % 4), 16 * (i % 4 + 1))
+            loss = nn.functional.cross_entropy(forward(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert sched.frozen_count() == 2
+        trained.append(model)
+        if compiled:
+            assert 1 <= len(graphs) <= 5, f"{len(graphs)} graphs compiled in 40 steps"
+    torch._dynamo.reset()
+    for a, b in zip(trained[0].parameters(), trained[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        assert torch.equal(trained[1].eval()(x), abrnet.binarize(trained[1])(x))

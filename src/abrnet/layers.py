@@ -57,6 +57,11 @@ class ABR(LazyModuleMixin, nn.Module):
         # (slope._version, min_slope) when clamp_slopes_ last put every slope at or above
         # the floor: while both still hold, the forward pass can skip the floor.
         self.floored_at: tuple[int, float] | None = None
+        # Set by BinarizationSchedule in its later stages: while training, the backward
+        # pass is the surrogate window of slope ``window`` (functional.windowed); a frozen
+        # layer's forward is its exact step.
+        self.window: float | None = None
+        self.frozen = False
         if shared:
             num_channels = 1
         if num_channels is None:
@@ -87,8 +92,14 @@ class ABR(LazyModuleMixin, nn.Module):
         return F.floor_slope(self.slope, self.min_slope)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.frozen:
+            return F.windowed(x, self.window) if self.window is not None and torch.is_grad_enabled() else F.step(x)
         # (Not under torch.compile, which sees the floor's kernels fused anyway.)
         floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)
+        if self.window is not None and torch.is_grad_enabled():
+            with torch.no_grad():
+                y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
+            return F.windowed(x, self.window, y)
         y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
         if self.binary_loss > 0 and self.training:
             # Per example: summed over units, averaged over the batch, so the gradient
@@ -109,6 +120,10 @@ class ABR(LazyModuleMixin, nn.Module):
             parts.append(f"growth_mult={self.growth_mult:g}")
         if self.binary_loss:
             parts.append(f"binary_loss={self.binary_loss:g}")
+        if self.frozen:
+            parts.append("frozen")
+        if self.window is not None:
+            parts.append(f"window={self.window:.3g}")
         return ", ".join(parts)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -79,8 +79,18 @@ def add_growth_grad_(model: nn.Module, strength: float, kind: str = "log") -> No
 @torch.no_grad()
 def clamp_slopes_(model: nn.Module) -> None:
     """Keep every stored slope at or above its layer's floor (after ``optimizer.step``)."""
-    layers = [m for m in model.modules() if isinstance(m, ABR) and not m.has_uninitialized_params()]
-    if layers:  # one kernel launch for all layers
+    clamp_layers_([m for m in model.modules() if isinstance(m, ABR) and not m.has_uninitialized_params()])
+
+
+@torch.no_grad()
+def clamp_layers_(layers: Sequence[ABR], moved_only: bool = False) -> None:
+    """:func:`clamp_slopes_` on given (materialised) ABRs, in one kernel launch.
+    ``moved_only`` skips the layers whose slope and floor are those of their last clamp
+    (in-place updates bump a tensor's version; writes through ``.data`` do not): a
+    schedule's frozen slopes, which take no gradient, then cost nothing per step."""
+    if moved_only:
+        layers = [m for m in layers if m.floored_at != (m.slope._version, m.min_slope)]
+    if layers:
         torch._foreach_clamp_min_([m.slope for m in layers], [m.min_slope for m in layers])
         for m in layers:
             m.floored_at = (m.slope._version, m.min_slope)

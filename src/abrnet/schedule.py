@@ -8,16 +8,20 @@ aims at the end state (every output exactly 0/1, training form = deployed form)
 instead of applying a constant. Three stages, from docs/method.md's study:
 
 1. ``learn`` (``p < binarize_at``): the ABRs train as bounded rectifiers (optionally
-   with a growth term; none by default); the training form learns as well as ReLU.
+   with a growth term; none by default), which sets each layer's weights, slopes and
+   scale of pre-activations.
 2. ``binarize`` (``binarize_at <= p < freeze_at``): each layer's slope floor rises
    geometrically from where its slopes are to the slope at which ``saturate`` of its
-   held-out pre-activations fall outside the linear region. Inside that region an ABR
-   passes ``w * grad``, so a rising slope multiplies the step size of everything
-   before it: the gradients of those parameters are divided by the floor's rise.
+   held-out pre-activations fall outside the linear region. By default (``surrogate``)
+   each ABR's backward is from then on the gradient of ``clamp(w0 x + 1/2, 0, 1)`` at
+   its starting slope ``w0``, a fixed window centred on the step's threshold; without
+   it, the ABR's own gradient ``w * grad`` is kept and the gradients upstream are
+   divided by the floors' rise, which a rising slope would otherwise multiply.
 3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
-   to last, at evenly spaced steps; what lies after each frozen step trains on its exact
-   0/1 input. At the last step every activation is a step: the training form is the
-   deployed network.
+   to last, at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
+   backward the surrogate, so the rest of the budget trains the binary network itself,
+   from the start and window the ABRs learned. At the last step every activation is a
+   step: the training form is the deployed network.
 
 Use in a plain loop (hooks on the optimizer do the per-step work)::
 
@@ -36,13 +40,14 @@ from torch import Tensor, nn
 
 from .functional import check_growth_kind
 from .layers import ABR
-from .penalty import abr_layers, add_growth_grad_, clamp_slopes_
+from .penalty import abr_layers, add_growth_grad_, clamp_layers_
 from .stats import run_hooked
-from .steps import binary_layers, freeze, pass_through
+from .steps import binary_layers, freeze
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
-# the defaults of this class and of abrnet's run config (measured: docs/results.md).
-BINARIZE_AT, FREEZE_AT, SATURATE = 0.6, 0.85, 0.99
+# the defaults of this class and of abrnet's run config. Early: with the surrogate, the
+# longer the exact binary network trains, the better (measured: docs/results.md).
+BINARIZE_AT, FREEZE_AT, SATURATE = 0.1, 0.2, 0.99
 # No growth term by default: it pushes units out of the linear region while they still
 # have to learn, and the rising floors binarize on their own (measured: docs/results.md).
 GROWTH = 0.0
@@ -63,18 +68,24 @@ class BinarizationSchedule:
             ``end_mult`` are the end.
         end_mult: fallback rise of the floors when there is no held-out batch.
         max_slope: cap on any end slope.
-        compensate: power of the floors' rise by which upstream gradients are divided.
+        compensate: without ``surrogate``, the power of the floors' rise by which upstream
+            gradients are divided.
         straight_through: frozen layers pass their ABR's gradient backward (the forward
             stays the exact step), so the layers before them keep learning.
-        surrogate: from the ``binarize`` stage on, each ABR's gradient is that of
-            ``clamp(w0 x, 0, 1)`` at its slope ``w0`` when the stage began, while its
-            forward rises to the step: the window that passes gradient keeps its width
-            (no compensation is then needed), and frozen layers pass it too.
+        surrogate: (default) from the ``binarize`` stage on, each ABR's gradient is
+            that of ``clamp(w0 x + 1/2, 0, 1)``, at its mean slope ``w0`` when the stage
+            began and centred on the step's threshold, while its forward rises to the
+            step: the window that passes gradient keeps its width (no compensation is
+            then needed), and frozen layers pass it too. ``False``: the ABR's own
+            gradient, compensated by ``compensate``.
 
     The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
     before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
     gradients upstream of the binary layers divided by the floors' rise); after it,
-    :meth:`after_step` (slopes clamped to their floors, layers frozen when due). :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume.
+    :meth:`after_step` (slopes clamped to their floors, layers frozen when due).
+    :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume. Under
+    ``DistributedDataParallel``, pass ``find_unused_parameters=True``: from the
+    ``binarize`` stage on the slopes take no gradient (the floors set them).
     """
 
     def __init__(
@@ -93,7 +104,7 @@ class BinarizationSchedule:
         max_slope: float = 1e4,
         compensate: float = 1.0,
         straight_through: bool = False,
-        surrogate: bool = False,
+        surrogate: bool = True,
         hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
@@ -107,15 +118,16 @@ class BinarizationSchedule:
         self.growth, self.kind, self.binarize_at, self.freeze_at = growth, check_growth_kind(kind), binarize_at, freeze_at
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
         self.compensate, self.straight_through, self.surrogate = compensate, straight_through or surrogate, surrogate
-        self._surrogates: list = []
         self.step_count = int(step)
         self.abrs = dict(abr_layers(model))
+        self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
         # The ABRs it drives, in order (a rival activation in the same model is left alone).
         self.names = [n for n in binary_layers(model) if n in self.abrs]
         self.start: dict[str, float] = {}  # per ABR: mean slope when the binarize stage began
         self.end: dict[str, float] = {}  # per ABR: the floor at the end of that stage
         self.base_floor = {n: m.min_slope for n, m in self.abrs.items()}
-        self._frozen: list = []
+        self._frozen: list[str] = []  # frozen so far, first to last
+        self._handles: list = []  # freeze hooks (straight_through without surrogate)
         self._upstream = _upstream_params(model, self.names)
         self._hooks = []
         if hook_optimizer:
@@ -189,29 +201,27 @@ class BinarizationSchedule:
         if self.abrs and not self.end and self.progress >= self.binarize_at:
             self._measure_end()
         self._sync()
-        clamp_slopes_(self.model)
+        if len(self._layers) < len(self.abrs):  # lazy ABRs materialised since
+            self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
+        clamp_layers_(self._layers, moved_only=True)
 
     def _sync(self) -> None:
         """Bring floors, surrogate gradients and frozen layers to the current step: all
         three are functions of the step and of the measured slopes."""
-        for name, m in self.abrs.items():
-            m.min_slope = self.floor(name)
-        if self.surrogate and self.end and not self._surrogates:
-            self._add_surrogates()
+        window = self.surrogate and bool(self.end)
+        for name, m in self.abrs.items():  # (set only on change: a module's setattr is slow)
+            floor = self.floor(name)
+            if m.min_slope != floor:
+                m.min_slope = floor
+            if window and m.window != self.start[name]:
+                m.window = self.start[name]
         want = self.frozen_count()
         for name in self.names[len(self._frozen) : want]:
-            self._frozen.extend(freeze(self.model, [name], straight_through=self.straight_through))
-
-    def _add_surrogates(self) -> None:
-        for name in self.names:
-            w0 = self.start[name]
-
-            def hook(module, inputs, out, w0=w0):
-                if not (torch.is_grad_enabled() and out.requires_grad):
-                    return out
-                return pass_through(out, torch.clamp(inputs[0] * w0, 0.0, 1.0))
-
-            self._surrogates.append(self.abrs[name].register_forward_hook(hook, prepend=True))
+            if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
+                self._handles.extend(freeze(self.model, [name], straight_through=True))
+            else:  # the exact step, with the surrogate window or no gradient
+                self.abrs[name].frozen = True
+            self._frozen.append(name)
 
     @torch.no_grad()
     def _measure_end(self) -> None:
@@ -235,10 +245,13 @@ class BinarizationSchedule:
         self._sync()
 
     def remove(self) -> None:
-        """Take the hooks off the optimizer (the frozen layers stay frozen)."""
-        for h in self._hooks + self._surrogates:
+        """Take the hooks off the optimizer and the surrogate windows off the ABRs (the
+        frozen layers stay frozen)."""
+        for h in self._hooks:
             h.remove()
-        self._hooks, self._surrogates = [], []
+        self._hooks = []
+        for m in self.abrs.values():
+            m.window = None
 
     def __repr__(self) -> str:
         return (f"BinarizationSchedule(step {self.step_count}/{self.total_steps}, stage {self.stage}, "
