@@ -5,7 +5,9 @@ compare`` (its command, commit and machine are inside), rendered into docs/resul
 or a ``--json`` of ``benchmarks/bench_search.py`` (rendered into docs/deploy.md with its
 figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` (docs/benchmarks.md). The page holds, for each, a block between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
-block's contents with the tables the writing tool itself prints for that file.
+block's contents with the tables the writing tool itself prints for that file. A folder
+``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
+schedule's stages) becomes one study table in the block ``NAME-stages``.
 
     python3 docs/results/render.py
 """
@@ -43,6 +45,20 @@ def step_tables(name: str, data: dict) -> str:
             f"{data['threads']} threads; {data['date']}.\n\n" + bench_train_step.table(data["rows"]) + "\n")  # fmt: skip
 
 
+def stage_table(name: str, runs: list[dict]) -> str:
+    """One row per compare.json of a study directory: the adaptive schedule's stages and
+    the deployed accuracy of each seed (every layer binary)."""
+    lines = ["| binarize_at / freeze_at | surrogate | seeds | deployed % per seed | mean | command |",
+             "| --- | --- | --- | --- | ---: | --- |"]  # fmt: skip
+    for data in sorted(runs, key=lambda d: d["config"]["binarize_at"]):
+        c = data["config"]
+        for res in data["results"]:
+            acc = [r["deployed"] * 100 for r in res["runs"]]
+            lines.append(f"| {c['binarize_at']:g} / {c['freeze_at']:g} | {c['surrogate']} | {len(acc)} | "
+                         f"{', '.join(f'{a:.2f}' for a in acc)} | {sum(acc) / len(acc):.2f} | `{data['command']}` |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 PAGES = {  # schema -> (page, renderer); anything else is a compare.json for results.md
     bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
     bench_train_step.SCHEMA: (DOCS / "benchmarks.md", step_tables),
@@ -62,6 +78,16 @@ def main() -> int:
         text = render(name, data)
         pages[page_path] = block.sub(lambda m, t=text: m.group(1) + t + m.group(2), page)
         print(f"{path.name}: tables written to {page_path.name}")
+    for folder in sorted(p for p in HERE.iterdir() if p.is_dir() and p.name.endswith("-stages")):
+        page_path = DOCS / "results.md"
+        page = pages.setdefault(page_path, page_path.read_text())
+        runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        block = re.compile(
+            rf"(<!-- results:{re.escape(folder.name)} -->\n).*?(<!-- /results:{re.escape(folder.name)} -->)", re.S
+        )
+        text = stage_table(folder.name, runs)
+        pages[page_path] = block.sub(lambda m, t=text: m.group(1) + t + m.group(2), page)
+        print(f"{folder.name}/: table written to {page_path.name}")
     for page_path, page in pages.items():
         page_path.write_text(page)
     return 0

@@ -25,6 +25,24 @@ def test_where_and_how_often_do_not_count(cfg, tmp_path):
     assert "\n" not in message and "(epochs, lr differ)" in message and "delete that run directory" in message
 
 
+@pytest.mark.parametrize(
+    ("method", "schedule", "counts"), [("abr", "adaptive", True), ("abr", "paper", False), ("ste", "adaptive", False)]
+)
+def test_adaptive_schedule_fields_count_only_where_the_schedule_runs(cfg, tmp_path, method, schedule, counts):
+    cfg = dataclasses.replace(cfg, method=method, schedule=schedule)
+    saved = json.loads(
+        dataclasses.replace(cfg, binarize_at=0.5, freeze_at=0.9, saturate=0.9, surrogate=False).to_json()
+    )
+    if counts:
+        with pytest.raises(UserError, match="binarize_at, freeze_at, saturate, surrogate differ"):
+            C.check_same_config(saved, cfg, tmp_path)
+    else:
+        C.check_same_config(saved, cfg, tmp_path)
+    saved["lr"] = 0.5  # everything else still counts
+    with pytest.raises(UserError, match=r"[(, ]lr[, ]"):
+        C.check_same_config(saved, cfg, tmp_path)
+
+
 def test_finished_and_resumable_runs(cfg, tmp_path):
     assert C.finished_report(tmp_path, cfg) is None and not C.resumable(tmp_path, cfg)
     (tmp_path / "config.json").write_text(cfg.to_json())

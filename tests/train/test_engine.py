@@ -81,7 +81,7 @@ def test_paper_schedule_two_phases(tmp_path):
 
 
 def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
-    t = _trainer(tmp_path, lr_steps=[2], schedule="adaptive")
+    t = _trainer(tmp_path, lr_steps=[2], schedule="adaptive", binarize_at=0.5, freeze_at=0.8)
     assert t.binarization is not None
     rows = t.fit()
     assert [r["stage"] for r in rows] == ["learn", "binarize", "freeze"]  # at each epoch's end

@@ -12,11 +12,17 @@ from ..train.config import TrainConfig
 # Fields that say where or how often things are logged, not what is computed: a
 # finished run may be reused under a different value.
 NOT_MATHS = ("device", "workers", "log_every", "channels_last")
+# Fields that only abrnet.BinarizationSchedule reads. It drives ABRs under the adaptive
+# schedule and nothing else, so a rival's (or the paper schedule's) finished run stays
+# valid when they change, as they do when the schedule's defaults move.
+ADAPTIVE_ONLY = ("binarize_at", "freeze_at", "saturate", "surrogate")
 
 
 def maths(cfg: dict) -> dict:
     """``cfg`` without the fields that do not change what is computed."""
-    return {k: v for k, v in cfg.items() if k not in NOT_MATHS}
+    adaptive = cfg.get("method") == "abr" and cfg.get("schedule") == "adaptive"
+    skip = NOT_MATHS if adaptive else NOT_MATHS + ADAPTIVE_ONLY
+    return {k: v for k, v in cfg.items() if k not in skip}
 
 
 def check_same_config(saved: dict, cfg: TrainConfig, run_dir: Path) -> None:

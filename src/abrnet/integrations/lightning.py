@@ -13,6 +13,9 @@ the optimizer's pre-step hooks, so the callback calls the schedule's per-step wo
 Lightning's own hooks instead: :meth:`before_step` once the gradients exist
 (``on_before_optimizer_step``), :meth:`after_step` once a step was taken. Its state
 travels in Lightning's checkpoints, so ``ckpt_path=`` resumes the schedule too.
+
+Under DDP, use ``strategy="ddp_find_unused_parameters_true"``: the slopes take no
+gradient once the surrogate takes over, and DDP must be told that parameters may drop out.
 """
 
 from __future__ import annotations

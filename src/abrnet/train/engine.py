@@ -44,7 +44,10 @@ class Trainer:
         self.net = model
         if distinfo.world > 1:
             ids = [device.index] if device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            # Parameters leave the graph mid-run: the slopes once the adaptive schedule's
+            # surrogate takes over, and all before a frozen step that passes no gradient.
+            unused = bool(binary_layers(model))
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
         self.opt = torch.optim.SGD(
             param_groups(model, cfg.lr, cfg.weight_decay, cfg.slope_lr_mult), lr=cfg.lr, momentum=cfg.momentum
         )
