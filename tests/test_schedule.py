@@ -236,3 +236,21 @@ def test_compiled_model_trains_as_eager_without_a_recompile_per_step():
         torch.testing.assert_close(a, b)
     with torch.no_grad():
         assert torch.equal(trained[1].eval()(x), abrnet.binarize(trained[1])(x))
+
+
+def test_binary_loss_stops_when_the_surrogate_takes_over():
+    # The optional per-output penalty needs the ABR's own gradient; once the window or
+    # the step takes over it drops out, and no term from an earlier step lingers.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), abrnet.ABR(16, binary_loss=0.1), nn.Linear(16, 3))
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sched = BinarizationSchedule(model, opt, 20, held_out=x)
+    for _ in range(20):
+        loss = nn.functional.cross_entropy(model(x), y) + abrnet.binary_loss(model)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched.stage == "learn":
+            assert abrnet.binary_loss(model).item() > 0
+    assert sched.frozen_count() == 1 and model[1].last_binary_loss is None
