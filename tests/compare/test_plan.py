@@ -61,6 +61,6 @@ def test_the_paper_schedule_is_a_row_of_its_own(tmp_path):
     assert list(P.ROWS)[-2:] == ["abr-paper", "abr"]  # next to abr, which stays last
     plan = P.make_plan("digits", ["ste", "abr-paper", "abr"], ["all"], [0], {}, tmp_path)
     assert [(r.method, r.config.method, r.config.schedule) for r in plan] == [
-        ("ste", "ste", "paper"), ("abr-paper", "abr", "paper"), ("abr", "abr", "adaptive")]  # fmt: skip
+        ("ste", "ste", "adaptive"), ("abr-paper", "abr", "paper"), ("abr", "abr", "adaptive")]  # fmt: skip
     assert plan[1].run_dir == tmp_path / "all" / "abr-paper-seed0"
     assert "schedule" not in P.common_config(plan)  # it differs between the rows
