@@ -98,7 +98,9 @@ def test_without_surrogate_upstream_gradients_are_divided_by_the_rise():
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at the gradients only
-    sched = BinarizationSchedule(model, opt, 10, growth=0.5, binarize_at=0.5, freeze_at=1.0, held_out=x, surrogate=False)
+    sched = BinarizationSchedule(
+        model, opt, 10, growth=0.5, binarize_at=0.5, freeze_at=1.0, held_out=x, surrogate=False
+    )
 
     def grads():
         opt.zero_grad()
