@@ -61,7 +61,9 @@ def progress_factory(enabled: bool):
 
     def for_label(label: str):
         def make(trainer) -> Bar:
-            phase = {1: "train", 2: "fine-tune", 3: "frozen"}[trainer.phase]
+            # The adaptive schedule's stage (learn, binarize, freeze); the paper's phase otherwise.
+            sched = trainer.binarization
+            phase = sched.stage if sched is not None else {1: "train", 2: "fine-tune", 3: "frozen"}[trainer.phase]
             return Bar(trainer, f"{label} {phase} {trainer.epoch + 1}/{trainer.cfg.total_epochs}")
 
         return make
