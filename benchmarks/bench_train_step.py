@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -125,9 +126,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     fmt = torch.contiguous_format if args.contiguous else torch.channels_last
-    print(f"device {device} ({card}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"device {device} ({card(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats x {args.iters} steps, interleaved, {str(fmt).split('.')[-1]}")  # fmt: skip
     print(table([]))
     rows = []
@@ -136,11 +136,22 @@ def main() -> None:
             rows.append(bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt, schedule, args.compile))
             print(table(rows[-1:]).split("\n", 2)[2], flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"schema": SCHEMA, "command": "python benchmarks/bench_train_step.py " + " ".join(sys.argv[1:]),
-                       "device": str(device), "card": card, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-                       "rows": rows}, f, indent=2)  # fmt: skip
+        save_json(args.json, SCHEMA, device, rows)
+
+
+def card(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+
+
+def save_json(path: str, schema: str, device: torch.device, rows: list[dict]) -> None:
+    """The rows with what docs/results/render.py prints above them: the command, the card, torch, threads, date."""
+    script = os.path.basename(sys.argv[0])
+    with open(path, "w") as f:
+        json.dump({"schema": schema, "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+                   "device": str(device), "card": card(device), "torch": torch.__version__,
+                   "threads": torch.get_num_threads(),
+                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+                   "rows": rows}, f, indent=2)  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:

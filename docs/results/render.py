@@ -3,7 +3,7 @@
 Every ``docs/results/NAME.json`` is either a ``compare.json`` written by ``abrnet
 compare`` (its command, commit and machine are inside), rendered into docs/results.md,
 or a ``--json`` of ``benchmarks/bench_search.py`` (rendered into docs/deploy.md with its
-figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` (docs/benchmarks.md). The page holds, for each, a block between
+figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` or ``bench_deploy.py`` (docs/benchmarks.md). The page holds, for each, a block between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
 block's contents with the tables the writing tool itself prints for that file. A folder
 ``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
@@ -22,6 +22,7 @@ from abrnet.compare import format_markdown
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent
 sys.path.insert(0, str(DOCS.parent / "benchmarks"))
+import bench_deploy  # noqa: E402
 import bench_search  # noqa: E402
 import bench_train_step  # noqa: E402
 
@@ -40,9 +41,14 @@ def search_tables(name: str, data: dict) -> str:
             + bench_search.table(data["rows"]) + "\n")  # fmt: skip
 
 
-def step_tables(name: str, data: dict) -> str:
-    return (f"Command: `{data['command']}`; {data['card']} ({data['device']}), torch {data['torch']}, "
-            f"{data['threads']} threads; {data['date']}.\n\n" + bench_train_step.table(data["rows"]) + "\n")  # fmt: skip
+def bench_tables(bench):
+    """The renderer of a benchmark that writes its JSON with ``bench_train_step.save_json``."""
+
+    def render(name: str, data: dict) -> str:
+        return (f"Command: `{data['command']}`; {data['card']} ({data['device']}), torch {data['torch']}, "
+                f"{data['threads']} threads; {data['date']}.\n\n" + bench.table(data["rows"]) + "\n")  # fmt: skip
+
+    return render
 
 
 def stage_table(name: str, runs: list[dict]) -> str:
@@ -61,7 +67,8 @@ def stage_table(name: str, runs: list[dict]) -> str:
 
 PAGES = {  # schema -> (page, renderer); anything else is a compare.json for results.md
     bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
-    bench_train_step.SCHEMA: (DOCS / "benchmarks.md", step_tables),
+    bench_train_step.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_train_step)),
+    bench_deploy.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_deploy)),
 }
 
 

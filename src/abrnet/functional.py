@@ -109,41 +109,35 @@ def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3,
     return torch.nn.functional.hardtanh(x * w, 0.0, 1.0)
 
 
-class _Window(torch.autograd.Function):
-    """``value`` (or the step of ``x``) forward; backward, the gradient of ``clamp(w0 x + 1/2, 0, 1)``."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w0: float, value: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.w0 = w0
-        return step(x) if value is None else value
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        h = 0.5 / ctx.w0
-        # hardtanh_backward: one kernel for "grad where -h < x < h, else 0".
-        return torch.ops.aten.hardtanh_backward(grad, x, -h, h) * ctx.w0, None, None
-
-
 def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
     """The surrogate gradient of the binarization schedule: forward, ``value`` (computed
     from ``x`` without a graph, such as an ABR's output) or by default the exact step
     ``[x > 0]``; backward, the gradient of ``clamp(w0 x + 1/2, 0, 1)`` with respect to
     ``x``: ``w0`` inside ``|x| < 1/(2 w0)``, a window centred on the step's threshold, 0
-    outside. One autograd Function, so a frozen layer costs about what a ReLU does."""
+    outside.
+
+    Built as ``value + (s - s.detach())`` with ``s = w0 * hardtanh(x, -h, h)``: the
+    bracket is exactly 0 forward, so the output is exactly ``value``, and its gradient is
+    the window's. Built-in ops only, no Python autograd Function: measured faster on
+    small nets, where a step is bound by per-op dispatch (docs/benchmarks.md).
+    """
     if not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
-    return _Window.apply(x, float(w0), None if value is None else value.detach())
+    h = 0.5 / w0
+    s = torch.nn.functional.hardtanh(x, -h, h) * w0
+    return (step(x) if value is None else value.detach()) + (s - s.detach())
 
 
 def step(x: Tensor) -> Tensor:
     """Heaviside step ``H(x) = [x > 0]`` in ``x``'s dtype: exactly 0 or 1, 0 at 0.
 
-    Not ``(sign(x) + 1) / 2``, which gives 0.5 at zero (a ternary code).
+    Not ``(sign(x) + 1) / 2``, which gives 0.5 at zero (a ternary code). Computed as
+    ``sign(relu(x))``, not ``(x > 0).to(x.dtype)``: the same values (0 for NaN too, on
+    CPU), but the latter's bool-to-float copy made it 3.5-8.6x slower on CPU at 8k-600k
+    elements (measured: docs/benchmarks.md). Detached: a step has no gradient, and
+    needs no graph.
     """
-    return (x > 0).to(x.dtype)
+    return torch.relu(x.detach()).sign_()
 
 
 def growth(slope: Tensor, strength: float, kind: str = "log") -> Tensor:
