@@ -7,7 +7,8 @@ figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` or ``bench_de
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
 block's contents with the tables the writing tool itself prints for that file. A folder
 ``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
-schedule's stages) becomes one study table in the block ``NAME-stages``.
+schedule's stages) becomes one study table in the block ``NAME-stages``; a folder with
+an ``index.json`` (a study of single runs) one table in the block named after it.
 
     python3 docs/results/render.py
 """
@@ -15,6 +16,7 @@ schedule's stages) becomes one study table in the block ``NAME-stages``.
 import json
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 from abrnet.compare import format_markdown
@@ -65,6 +67,27 @@ def stage_table(name: str, runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def leads_table(folder: Path) -> str:
+    """A study folder with an ``index.json`` (each run's raw file, variant and command):
+    one row per run, the deployed accuracy read from its raw file, a ``compare.json``
+    or an ``abrnet train`` report. Runs listed but not yet there are skipped."""
+    index = json.loads((folder / "index.json").read_text())
+    lines = ["| variant | model | seed | deployed % | command |", "| --- | --- | ---: | ---: | --- |"]
+    for run in index["runs"]:
+        path = folder / run["file"]
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        if "results" in data:  # compare.json
+            model = data["config"]["model"]
+            rows = [(r["seed"], r["deployed"]) for e in data["results"] for r in e["runs"]]
+        else:  # report.json
+            model, rows = data["model"], [(data["config"]["seed"], data["accuracy"]["binary"])]
+        for seed, acc in rows:
+            lines.append(f"| {run['variant']} | {model} | {seed} | {acc * 100:.2f} | `{run['command']}` |")
+    return "\n".join(lines) + "\n"
+
+
 PAGES = {  # schema -> (page, renderer); anything else is a compare.json for results.md
     bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
     bench_train_step.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_train_step)),
@@ -74,27 +97,28 @@ PAGES = {  # schema -> (page, renderer); anything else is a compare.json for res
 
 def main() -> int:
     pages: dict[Path, str] = {}
-    for path in sorted(HERE.glob("*.json")):
-        name, data = path.stem, json.loads(path.read_text())
-        page_path, render = PAGES.get(data.get("schema"), (DOCS / "results.md", compare_tables))
+
+    def put(page_path: Path, name: str, render) -> None:
+        """Replace block ``name`` of the page with ``render()``, or say it is missing."""
         page = pages.setdefault(page_path, page_path.read_text())
         block = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
         if not block.search(page):
-            print(f"{path.name}: no <!-- results:{name} --> block in {page_path.name}; skipped", file=sys.stderr)
-            continue
-        text = render(name, data)
-        pages[page_path] = block.sub(lambda m, t=text: m.group(1) + t + m.group(2), page)
-        print(f"{path.name}: tables written to {page_path.name}")
-    for folder in sorted(p for p in HERE.iterdir() if p.is_dir() and p.name.endswith("-stages")):
-        page_path = DOCS / "results.md"
-        page = pages.setdefault(page_path, page_path.read_text())
-        runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
-        block = re.compile(
-            rf"(<!-- results:{re.escape(folder.name)} -->\n).*?(<!-- /results:{re.escape(folder.name)} -->)", re.S
-        )
-        text = stage_table(folder.name, runs)
-        pages[page_path] = block.sub(lambda m, t=text: m.group(1) + t + m.group(2), page)
-        print(f"{folder.name}/: table written to {page_path.name}")
+            print(f"{name}: no <!-- results:{name} --> block in {page_path.name}; skipped", file=sys.stderr)
+            return
+        text = render()
+        pages[page_path] = block.sub(lambda m: m.group(1) + text + m.group(2), page)
+        print(f"{name}: tables written to {page_path.name}")
+
+    for path in sorted(HERE.glob("*.json")):
+        data = json.loads(path.read_text())
+        page_path, render = PAGES.get(data.get("schema"), (DOCS / "results.md", compare_tables))
+        put(page_path, path.stem, partial(render, path.stem, data))
+    for folder in sorted(p for p in HERE.iterdir() if p.is_dir()):
+        if folder.name.endswith("-stages"):
+            runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+            put(DOCS / "results.md", folder.name, partial(stage_table, folder.name, runs))
+        elif (folder / "index.json").exists():
+            put(DOCS / "results.md", folder.name, partial(leads_table, folder))
     for page_path, page in pages.items():
         page_path.write_text(page)
     return 0
