@@ -116,16 +116,17 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
     ``x``: ``w0`` inside ``|x| < 1/(2 w0)``, a window centred on the step's threshold, 0
     outside.
 
-    Built as ``value + (s - s.detach())`` with ``s = w0 * hardtanh(x, -h, h)``: the
-    bracket is exactly 0 forward, so the output is exactly ``value``, and its gradient is
-    the window's. Built-in ops only, no Python autograd Function: measured faster on
-    small nets, where a step is bound by per-op dispatch (docs/benchmarks.md).
+    Built as ``value + w0 * (s - s.detach())`` with ``s = hardtanh(x, -h, h)``, the
+    product folded into the addition's ``alpha``: the bracket is exactly 0 forward, so
+    the output is exactly ``value``, and its gradient is the window's. Built-in ops
+    only, no Python autograd Function: on small nets, where a step is bound by per-op
+    dispatch, this was the fastest of the forms measured (docs/benchmarks.md).
     """
     if not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
     h = 0.5 / w0
-    s = torch.nn.functional.hardtanh(x, -h, h) * w0
-    return (step(x) if value is None else value.detach()) + (s - s.detach())
+    s = torch.nn.functional.hardtanh(x, -h, h)
+    return torch.add(step(x) if value is None else value.detach(), s - s.detach(), alpha=w0)
 
 
 def step(x: Tensor) -> Tensor:

@@ -92,9 +92,10 @@ class ABR(LazyModuleMixin, nn.Module):
         return F.floor_slope(self.slope, self.min_slope)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.window is not None or self.frozen:
+        if (self.window is not None or self.frozen) and self.last_binary_loss is not None:
             # The binary loss needs the ABR's own gradient: none from here on (and a term
-            # left from an earlier step would hold a freed graph).
+            # left from an earlier step would hold a freed graph). (Set only when needed:
+            # a module's setattr costs more than a small layer's kernel.)
             self.last_binary_loss = None
         if self.frozen:
             return F.windowed(x, self.window) if self.window is not None and torch.is_grad_enabled() else F.step(x)

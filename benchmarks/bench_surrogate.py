@@ -1,0 +1,121 @@
+"""Forms of the frozen layer's surrogate (forward the exact step, backward the window of
+``abrnet.functional.windowed``), timed in a whole training step of a small net with
+every ABR frozen under the adaptive schedule's hooks, against ReLU, side by side in one
+process. On such nets a step is bound by per-op dispatch, so the form matters.
+
+    python benchmarks/bench_surrogate.py --threads 1 --json out.json
+
+Forms: ``library`` (whatever abrnet.functional.windowed is now); ``mul`` (value +
+(w0 * s - w0 * s.detach()), the form before the product moved into add's alpha);
+``function`` (a Python autograd Function: two kernels each way, plus Python's cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+import abrnet
+from abrnet import functional as F
+from bench_train_step import NETS, build, card, save_json, timed
+
+SCHEMA = "abrnet-surrogate-forms-1"
+
+
+def mul_form(x, w0, value=None):
+    h = 0.5 / w0
+    s = nn.functional.hardtanh(x, -h, h) * w0
+    return (F.step(x) if value is None else value.detach()) + (s - s.detach())
+
+
+class _Window(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w0):
+        ctx.save_for_backward(x)
+        ctx.w0 = w0
+        return F.step(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        h = 0.5 / ctx.w0
+        return torch.ops.aten.hardtanh_backward(grad, x, -h, h).mul_(ctx.w0), None
+
+
+def function_form(x, w0, value=None):
+    return _Window.apply(x, float(w0)) if value is None else mul_form(x, w0, value)
+
+
+FORMS = {"library": F.windowed, "mul": mul_form, "function": function_form}
+
+
+def make_step(name: str, method: str, x, y):
+    model = build(name, method, x.shape[1:]).train()
+    opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
+    if method == "abr":  # every layer frozen: the schedule held in its last stage
+        sched = abrnet.BinarizationSchedule(model, opt, 10**9, held_out=x)
+        sched.step_count = int(0.99e9)
+        sched._measure_end()
+        sched._sync()
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench(name: str, repeats: int, iters: int) -> dict:
+    shape, batch = NETS[name]
+    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+    library = F.windowed
+    steps = {"relu": (make_step(name, "relu", x, y), library)}
+    steps |= {form: (make_step(name, "abr", x, y), f) for form, f in FORMS.items()}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    try:
+        for step, form in steps.values():  # warm-up
+            F.windowed = form
+            timed(step, 2, lambda: None)
+        for r in range(repeats):  # interleaved, alternating the order, so drift hits all
+            for k in steps if r % 2 == 0 else reversed(steps):
+                F.windowed = steps[k][1]
+                times[k].append(timed(steps[k][0], iters, lambda: None))
+    finally:
+        F.windowed = library
+    relu = statistics.median(times["relu"])
+    return {"model": name, "batch": batch, "relu_ms": 1e3 * relu,
+            "forms": {k: {"ms": 1e3 * statistics.median(v), "x_relu": statistics.median(v) / relu}
+                      for k, v in times.items() if k != "relu"}}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="mlp,lenet")
+    p.add_argument("--repeats", type=int, default=41)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", help="also write the rows here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    print(f"{card(cpu)}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = []
+    for name in args.models.split(","):
+        rows.append(bench(name, args.repeats, args.iters))
+        r = rows[-1]
+        forms = ", ".join(f"{k} {v['ms']:.3f} ms ({v['x_relu']:.3f}x)" for k, v in r["forms"].items())
+        print(f"{name} (batch {r['batch']}): ReLU {r['relu_ms']:.3f} ms; {forms}", flush=True)
+    if args.json:
+        save_json(args.json, SCHEMA, cpu, rows)
+
+
+if __name__ == "__main__":
+    main()
