@@ -76,6 +76,36 @@ def test_floors_rise_geometrically_to_the_measured_saturating_slope():
         assert floors == sorted(floors) and floors[-1] == pytest.approx(w1)
 
 
+def test_window_share_sets_each_window_from_the_held_out_inputs():
+    # Each layer's window |x| < 1/(2 w0) holds the asked share of its held-out inputs
+    # when the binarize stage starts, whatever its slopes; the state carries it.
+    model = _mlp()
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sched = BinarizationSchedule(model, opt, 40, binarize_at=0.25, freeze_at=0.5, window_share=0.3, held_out=x)
+    inputs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in sched.abrs.items()]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    sched.step_count = 9
+    opt.step()  # step 10 of 40: measured
+    for name, m in sched.abrs.items():
+        w0 = sched.window[name]
+        assert m.window == w0 != pytest.approx(sched.start[name])
+        inside = (inputs[name].abs() < 0.5 / w0).float().mean().item()
+        assert inside == pytest.approx(0.3, abs=1.5 / inputs[name].numel())
+    h = model[0](x).detach().requires_grad_()
+    model[1](h).sum().backward()
+    w0 = sched.window["1"]
+    torch.testing.assert_close(h.grad, ((h.detach() * w0).abs() < 0.5).float() * w0)  # the window's gradient
+    twin = _mlp()
+    again = BinarizationSchedule(twin, torch.optim.SGD(twin.parameters(), lr=0.05), 40)
+    again.load_state_dict(sched.state_dict())
+    assert [m.window for m in twin.modules() if isinstance(m, abrnet.ABR)] == list(sched.window.values())
+
+
 def test_end_does_not_depend_on_the_number_of_steps():
     # A run with twice the steps (half the batch, or half the processes) reaches the
     # same stage, floors and frozen layers at the same share of its steps.
@@ -153,7 +183,7 @@ def test_remove_takes_the_hooks_off():
     assert sched.step_count == 0
 
 
-@pytest.mark.parametrize("kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}])
+@pytest.mark.parametrize("kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0}])
 def test_bad_arguments(kw):
     model = _mlp()
     args = {"total_steps": 10, **kw}

@@ -78,6 +78,11 @@ class BinarizationSchedule:
             step: the window that passes gradient keeps its width (no compensation is
             then needed), and frozen layers pass it too. ``False``: the ABR's own
             gradient, compensated by ``compensate``.
+        window_share: the surrogate window's width from the measured state instead
+            of the slopes: each layer's ``w0`` is set so that this share of its
+            held-out pre-activations lies inside ``|x| < 1/(2 w0)`` (1-bit PACT learns
+            windows holding about 0.2 of them: docs/results.md). ``None``: ``w0`` is
+            the layer's mean slope, as is the fallback without a held-out batch.
 
     The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
     before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
@@ -105,6 +110,7 @@ class BinarizationSchedule:
         compensate: float = 1.0,
         straight_through: bool = False,
         surrogate: bool = True,
+        window_share: float | None = None,
         hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
@@ -114,10 +120,13 @@ class BinarizationSchedule:
             raise ValueError(f"need 0 <= binarize_at ({binarize_at}) <= freeze_at ({freeze_at}) <= 1")
         if not 0 < saturate < 1:
             raise ValueError(f"saturate must lie in (0, 1), got {saturate}")
+        if window_share is not None and not 0 < window_share < 1:
+            raise ValueError(f"window_share must lie in (0, 1), got {window_share}")
         self.model, self.optimizer, self.total_steps = model, optimizer, int(total_steps)
         self.growth, self.kind, self.binarize_at, self.freeze_at = growth, check_growth_kind(kind), binarize_at, freeze_at
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
         self.compensate, self.straight_through, self.surrogate = compensate, straight_through or surrogate, surrogate
+        self.window_share = window_share
         self.step_count = int(step)
         self.abrs = dict(abr_layers(model))
         self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
@@ -125,8 +134,11 @@ class BinarizationSchedule:
         self.names = [n for n in binary_layers(model) if n in self.abrs]
         self.start: dict[str, float] = {}  # per ABR: mean slope when the binarize stage began
         self.end: dict[str, float] = {}  # per ABR: the floor at the end of that stage
+        self.window: dict[str, float] = {}  # per ABR: the surrogate window's slope w0
         self.base_floor = {n: m.min_slope for n, m in self.abrs.items()}
         self._frozen: list[str] = []  # frozen so far, first to last
+        self._moving = list(self._layers)  # the layers whose slopes are clamped after a step
+        self._synced: tuple | None = None  # (stage, frozen, measured) at the last _sync
         self._handles: list = []  # freeze hooks (straight_through without surrogate)
         self._upstream = _upstream_params(model, self.names)
         self._hooks = []
@@ -179,69 +191,86 @@ class BinarizationSchedule:
         return min(n, 1 + math.floor((p - self.freeze_at) / max(1.0 - self.freeze_at, 1e-12) * n))
 
     # -- the hooks -----------------------------------------------------------------
-    @torch.no_grad()
+    # Both run at every step: the common case (the surrogate, no growth, nothing due)
+    # is kept to a few attribute reads, without a no_grad context (measured:
+    # docs/benchmarks.md), since a small net's whole step is a few hundred µs.
     def before_step(self) -> None:
         """Between ``backward()`` and ``optimizer.step()``: add the growth gradient and
         divide the upstream gradients by the floors' rise. Called by the optimizer's
         hook unless ``hook_optimizer=False`` (a loop whose ``step()`` runs the backward
         pass in a closure, as Lightning's does, calls it after the backward itself)."""
-        if self.current_growth > 0:
-            add_growth_grad_(self.model, self.current_growth, self.kind)
+        if self.growth > 0 and self.stage == "learn":
+            add_growth_grad_(self.model, self.growth, self.kind)
         r = 1.0 if self.surrogate else self.rise() ** self.compensate
         if r > 1.0:
             grads = [p.grad for p in self._upstream if p.grad is not None]
-            if grads:
+            if grads:  # (.grad holds no graph: in-place is safe outside no_grad)
                 torch._foreach_div_(grads, r)
 
-    @torch.no_grad()
     def after_step(self) -> None:
         """After ``optimizer.step()``: count the step, raise the floors, clamp the
         slopes to them and freeze the layers that are due."""
         self.step_count += 1
         if self.abrs and not self.end and self.progress >= self.binarize_at:
             self._measure_end()
-        self._sync()
         if len(self._layers) < len(self.abrs):  # lazy ABRs materialised since
             self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
-        clamp_layers_(self._layers, moved_only=True)
+            self._synced = None
+        self._sync()
+        if self._moving:
+            with torch.no_grad():
+                clamp_layers_(self._moving, moved_only=True)
 
     def _sync(self) -> None:
         """Bring floors, surrogate gradients and frozen layers to the current step: all
-        three are functions of the step and of the measured slopes."""
+        three are functions of the step and of the measured slopes. Outside the
+        ``binarize`` stage they change only when a layer freezes or the end is measured."""
+        stage, want = self.stage, self.frozen_count()
+        key = (stage, want, len(self.end))
+        if stage != "binarize" and key == self._synced:
+            return
         window = self.surrogate and bool(self.end)
         for name, m in self.abrs.items():  # (set only on change: a module's setattr is slow)
             floor = self.floor(name)
             if m.min_slope != floor:
                 m.min_slope = floor
-            if window and m.window != self.start[name]:
-                m.window = self.start[name]
-        want = self.frozen_count()
+            if window and m.window != self.window.get(name, self.start[name]):
+                m.window = self.window.get(name, self.start[name])
         for name in self.names[len(self._frozen) : want]:
             if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
                 self._handles.extend(freeze(self.model, [name], straight_through=True))
             else:  # the exact step, with the surrogate window or no gradient
                 self.abrs[name].frozen = True
             self._frozen.append(name)
+        # A frozen layer's forward is its step: its slope takes no part, and needs no clamp.
+        self._moving = [m for m in self._layers if not m.frozen]
+        self._synced = key
 
     @torch.no_grad()
     def _measure_end(self) -> None:
         for name, m in self.abrs.items():
             self.start[name] = max(m.effective_slope().mean().item(), self.base_floor[name])
-        ends = _saturating_slopes(self.model, self.abrs, self.held_out, self.saturate)
+        shares = {"end": 1.0 - self.saturate} | ({} if self.window_share is None else {"window": self.window_share})
+        measured = _slopes_at_shares(self.model, self.abrs, self.held_out, shares)
         for name in self.abrs:
-            end = ends.get(name) or self.start[name] * self.end_mult
+            end = measured.get(name, {}).get("end") or self.start[name] * self.end_mult
             self.end[name] = min(max(end, self.start[name]), self.max_slope)
+            # A window holds |x| < 1/(2 w0): the slope that puts this share inside, halved.
+            if measured.get(name, {}).get("window"):
+                self.window[name] = min(measured[name]["window"] / 2, self.max_slope)
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"step": self.step_count, "total_steps": self.total_steps, "start": dict(self.start),
-                "end": dict(self.end)}  # fmt: skip
+                "end": dict(self.end), "window": dict(self.window)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Continue where a saved schedule stopped: floors and frozen layers are functions
         of the step and of the measured slopes, so both are rebuilt exactly."""
         self.step_count = int(state["step"])
         self.start, self.end = dict(state["start"]), dict(state["end"])
+        self.window = dict(state.get("window", {}))  # (absent from checkpoints before window_share)
+        self._synced = None
         self._sync()
 
     def remove(self) -> None:
@@ -280,8 +309,9 @@ def _upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Paramete
 
 
 @torch.no_grad()
-def _saturating_slopes(model: nn.Module, abrs: dict, x: Tensor | None, saturate: float) -> dict[str, float]:
-    """Per ABR, the slope at which ``saturate`` of its inputs on ``x`` satisfy ``|w x| >= 1``."""
+def _slopes_at_shares(model: nn.Module, abrs: dict, x: Tensor | None, shares: dict[str, float]) -> dict[str, dict]:
+    """Per ABR and per named share ``s``: the slope ``w`` at which a share ``s`` of its
+    inputs on ``x`` satisfies ``|w x| < 1`` (None where that quantile is 0)."""
     if x is None:
         return {}
     inputs: dict[str, Tensor] = {}
@@ -289,7 +319,9 @@ def _saturating_slopes(model: nn.Module, abrs: dict, x: Tensor | None, saturate:
     run_hooked(model, x, hooks)
     out = {}
     for name, v in inputs.items():
-        a = v.abs().flatten().float()
-        q = torch.quantile(a[: 1 << 24], 1.0 - saturate).item() if a.numel() else 0.0
-        out[name] = 1.0 / q if q > 0 else None
+        a = v.abs().flatten().float()[: 1 << 24]
+        out[name] = {}
+        for key, s in shares.items():
+            q = torch.quantile(a, s).item() if a.numel() else 0.0
+            out[name][key] = 1.0 / q if q > 0 else None
     return out

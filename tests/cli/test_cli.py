@@ -145,6 +145,7 @@ def test_fashion_mnist_recipe_on_the_debian_files(tmp_path):
         (["train", "--model", "nope"], ["unknown model 'nope'"]),
         (["train", "--growth", "-1"], ["--growth must be >= 0"]),
         (["train", "--lr", "1e38"], ["--lr x --slope-lr-mult must be finite"]),
+        (["train", "--window-share", "1"], ["--window-share must lie in (0, 1)"]),
         (["train", "--binarize", "half"], ["unknown binarize 'half'"]),
         (["train", "--epochs", "many"], ["invalid int value"]),
         (["train", "--no-such-flag"], ["unrecognized arguments"]),

@@ -82,6 +82,7 @@ class TrainConfig:
     freeze_at: float = _f(FREEZE_AT, "adaptive: share of the steps after which layers freeze, first to last")
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
+    window_share: float | None = _f(None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's")
     finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
     finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
     finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")
@@ -121,6 +122,8 @@ class TrainConfig:
             raise UserError(f"need 0 <= --binarize-at ({self.binarize_at}) <= --freeze-at ({self.freeze_at}) <= 1")
         if not 0 < self.saturate < 1:
             raise UserError(f"--saturate must lie in (0, 1), got {self.saturate}")
+        if self.window_share is not None and not 0 < self.window_share < 1:
+            raise UserError(f"--window-share must lie in (0, 1), got {self.window_share}")
         if self.init_slope < self.min_slope:
             raise UserError(f"--init-slope ({self.init_slope}) must be >= --min-slope ({self.min_slope})")
         if self.limit is not None and self.limit <= 0:

@@ -68,7 +68,8 @@ class Trainer:
             growth = {} if cfg.growth is None else {"growth": cfg.growth}  # None: the schedule's default
             self.binarization = BinarizationSchedule(
                 model, self.opt, self.total_steps, kind=cfg.growth_kind, binarize_at=cfg.binarize_at,
-                freeze_at=cfg.freeze_at, saturate=cfg.saturate, surrogate=cfg.surrogate, held_out=_held_out(train_ds),
+                freeze_at=cfg.freeze_at, saturate=cfg.saturate, surrogate=cfg.surrogate,
+                window_share=cfg.window_share, held_out=_held_out(train_ds),
                 **growth,
             )  # fmt: skip
 
