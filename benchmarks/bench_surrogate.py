@@ -7,7 +7,8 @@ process. On such nets a step is bound by per-op dispatch, so the form matters.
 
 Forms: ``library`` (whatever abrnet.functional.windowed is now); ``mul`` (value +
 (w0 * s - w0 * s.detach()), the form before the product moved into add's alpha);
-``function`` (a Python autograd Function: two kernels each way, plus Python's cost).
+``function`` (a Python autograd Function: two kernels each way, plus Python's cost);
+``inplace`` (the window's graph, its value overwritten with the step under no_grad).
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ def function_form(x, w0, value=None):
     return _Window.apply(x, float(w0)) if value is None else mul_form(x, w0, value)
 
 
-FORMS = {"library": F.windowed, "mul": mul_form, "function": function_form}
+def inplace_form(x, w0, value=None):
+    s = nn.functional.hardtanh(x, -0.5 / w0, 0.5 / w0) * w0
+    with torch.no_grad():
+        torch.sign(torch.relu(x), out=s) if value is None else s.copy_(value)
+    return s
+
+
+FORMS = {"library": F.windowed, "mul": mul_form, "function": function_form, "inplace": inplace_form}
 
 
 def make_step(name: str, method: str, x, y):
