@@ -103,6 +103,16 @@ def bench(name: str, repeats: int, iters: int) -> dict:
                       for k, v in times.items() if k != "relu"}}  # fmt: skip
 
 
+def table(rows: list[dict]) -> str:
+    forms = list(rows[0]["forms"]) if rows else list(FORMS)
+    lines = ["| model | batch | ReLU ms/step | " + " | ".join(f"{f} ms (x ReLU)" for f in forms) + " |",
+             "|---|---|---|" + "---|" * len(forms)]  # fmt: skip
+    for r in rows:
+        cells = " | ".join(f"{r['forms'][f]['ms']:.3f} ({r['forms'][f]['x_relu']:.3f})" for f in forms)
+        lines.append(f"| {r['model']} | {r['batch']} | {r['relu_ms']:.3f} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="mlp,lenet")
@@ -114,13 +124,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
-    print(f"{card(cpu)}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{card(cpu)}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} repeats x {args.iters} steps, interleaved")  # fmt: skip
+    print(table([]))
     rows = []
     for name in args.models.split(","):
         rows.append(bench(name, args.repeats, args.iters))
-        r = rows[-1]
-        forms = ", ".join(f"{k} {v['ms']:.3f} ms ({v['x_relu']:.3f}x)" for k, v in r["forms"].items())
-        print(f"{name} (batch {r['batch']}): ReLU {r['relu_ms']:.3f} ms; {forms}", flush=True)
+        print(table(rows[-1:]).split("\n", 2)[2], flush=True)
     if args.json:
         save_json(args.json, SCHEMA, cpu, rows)
 

@@ -3,7 +3,8 @@
 Every ``docs/results/NAME.json`` is either a ``compare.json`` written by ``abrnet
 compare`` (its command, commit and machine are inside), rendered into docs/results.md,
 or a ``--json`` of ``benchmarks/bench_search.py`` (rendered into docs/deploy.md with its
-figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py`` or ``bench_deploy.py`` (docs/benchmarks.md). The page holds, for each, a block between
+figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py``, ``bench_deploy.py`` or ``bench_surrogate.py``
+(docs/benchmarks.md). The page holds, for each, a block between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
 block's contents with the tables the writing tool itself prints for that file. A folder
 ``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
@@ -26,6 +27,7 @@ DOCS = HERE.parent
 sys.path.insert(0, str(DOCS.parent / "benchmarks"))
 import bench_deploy  # noqa: E402
 import bench_search  # noqa: E402
+import bench_surrogate  # noqa: E402
 import bench_train_step  # noqa: E402
 
 
@@ -92,6 +94,7 @@ PAGES = {  # schema -> (page, renderer); anything else is a compare.json for res
     bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
     bench_train_step.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_train_step)),
     bench_deploy.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_deploy)),
+    bench_surrogate.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_surrogate)),
 }
 
 

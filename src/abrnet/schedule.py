@@ -2,10 +2,9 @@
 ``torch.optim.lr_scheduler`` schedules a learning rate.
 
 :class:`BinarizationSchedule` drives every binary activation of a model to its exact
-step by the last step, whatever the model, the batch size or the number of processes:
-it is written in progress ``p = step / total_steps``, not in steps or epochs, and it
-aims at the end state (every output exactly 0/1, training form = deployed form)
-instead of applying a constant. Three stages, from docs/method.md's study:
+step by the last step, whatever the model, batch size or number of processes: written in
+progress ``p = step / total_steps``, it aims at the end state (every output exactly 0/1,
+training form = deployed form). Three stages, from docs/method.md's study:
 
 1. ``learn`` (``p < binarize_at``): the ABRs train as bounded rectifiers (optionally
    with a growth term; none by default), which sets each layer's weights, slopes and
@@ -15,13 +14,11 @@ instead of applying a constant. Three stages, from docs/method.md's study:
    held-out pre-activations fall outside the linear region. By default (``surrogate``)
    each ABR's backward is from then on the gradient of ``clamp(w0 x + 1/2, 0, 1)`` at
    its starting slope ``w0``, a fixed window centred on the step's threshold; without
-   it, the ABR's own gradient ``w * grad`` is kept and the gradients upstream are
-   divided by the floors' rise, which a rising slope would otherwise multiply.
+   it, the ABR's own ``w * grad``, with the gradients upstream divided by the floors' rise.
 3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
    to last, at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
-   backward the surrogate, so the rest of the budget trains the binary network itself,
-   from the start and window the ABRs learned. At the last step every activation is a
-   step: the training form is the deployed network.
+   backward the surrogate, so the rest of the budget trains the binary network itself.
+   At the last step every activation is a step: the training form is the deployed network.
 
 Use in a plain loop (hooks on the optimizer do the per-step work)::
 
@@ -41,7 +38,7 @@ from torch import Tensor, nn
 from .functional import check_growth_kind
 from .layers import ABR
 from .penalty import abr_layers, add_growth_grad_, clamp_layers_
-from .stats import run_hooked
+from .stats import slopes_at_shares
 from .steps import binary_layers, freeze
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
@@ -78,11 +75,9 @@ class BinarizationSchedule:
             step: the window that passes gradient keeps its width (no compensation is
             then needed), and frozen layers pass it too. ``False``: the ABR's own
             gradient, compensated by ``compensate``.
-        window_share: the surrogate window's width from the measured state instead
-            of the slopes: each layer's ``w0`` is set so that this share of its
-            held-out pre-activations lies inside ``|x| < 1/(2 w0)`` (1-bit PACT learns
-            windows holding about 0.2 of them: docs/results.md). ``None``: ``w0`` is
-            the layer's mean slope, as is the fallback without a held-out batch.
+        window_share: each layer's ``w0`` set so that this share of its held-out
+            inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
+            the layer's mean slope (docs/method.md).
 
     The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
     before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
@@ -190,10 +185,8 @@ class BinarizationSchedule:
         # Layer k (0-based) freezes at freeze_at + k / n of the stage.
         return min(n, 1 + math.floor((p - self.freeze_at) / max(1.0 - self.freeze_at, 1e-12) * n))
 
-    # -- the hooks -----------------------------------------------------------------
-    # Both run at every step: the common case (the surrogate, no growth, nothing due)
-    # is kept to a few attribute reads, without a no_grad context (measured:
-    # docs/benchmarks.md), since a small net's whole step is a few hundred µs.
+    # -- the hooks: at every step, so the common case is a few attribute reads (a small
+    # net's whole step is a few hundred µs: docs/benchmarks.md) ----------------------
     def before_step(self) -> None:
         """Between ``backward()`` and ``optimizer.step()``: add the growth gradient and
         divide the upstream gradients by the floors' rise. Called by the optimizer's
@@ -222,9 +215,9 @@ class BinarizationSchedule:
                 clamp_layers_(self._moving, moved_only=True)
 
     def _sync(self) -> None:
-        """Bring floors, surrogate gradients and frozen layers to the current step: all
-        three are functions of the step and of the measured slopes. Outside the
-        ``binarize`` stage they change only when a layer freezes or the end is measured."""
+        """Bring floors, surrogate windows and frozen layers to the current step: all are
+        functions of the step and of what was measured, and outside the ``binarize``
+        stage change only with the stage, a freeze or the measurement."""
         stage, want = self.stage, self.frozen_count()
         key = (stage, want, len(self.end))
         if stage != "binarize" and key == self._synced:
@@ -250,14 +243,13 @@ class BinarizationSchedule:
     def _measure_end(self) -> None:
         for name, m in self.abrs.items():
             self.start[name] = max(m.effective_slope().mean().item(), self.base_floor[name])
-        shares = {"end": 1.0 - self.saturate} | ({} if self.window_share is None else {"window": self.window_share})
-        measured = _slopes_at_shares(self.model, self.abrs, self.held_out, shares)
+        shares = {"end": 1.0 - self.saturate} | ({"window": self.window_share} if self.window_share else {})
+        measured = slopes_at_shares(self.model, self.abrs, self.held_out, shares)
         for name in self.abrs:
-            end = measured.get(name, {}).get("end") or self.start[name] * self.end_mult
-            self.end[name] = min(max(end, self.start[name]), self.max_slope)
-            # A window holds |x| < 1/(2 w0): the slope that puts this share inside, halved.
-            if measured.get(name, {}).get("window"):
-                self.window[name] = min(measured[name]["window"] / 2, self.max_slope)
+            got = measured.get(name, {})
+            self.end[name] = min(max(got.get("end") or self.start[name] * self.end_mult, self.start[name]), self.max_slope)
+            if got.get("window"):  # |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
+                self.window[name] = min(got["window"] / 2, self.max_slope)
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -269,7 +261,7 @@ class BinarizationSchedule:
         of the step and of the measured slopes, so both are rebuilt exactly."""
         self.step_count = int(state["step"])
         self.start, self.end = dict(state["start"]), dict(state["end"])
-        self.window = dict(state.get("window", {}))  # (absent from checkpoints before window_share)
+        self.window = dict(state.get("window", {}))  # (absent from older checkpoints)
         self._synced = None
         self._sync()
 
@@ -306,22 +298,3 @@ def _upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Paramete
                 ids.add(id(p))
                 seen.append(p)
     return seen
-
-
-@torch.no_grad()
-def _slopes_at_shares(model: nn.Module, abrs: dict, x: Tensor | None, shares: dict[str, float]) -> dict[str, dict]:
-    """Per ABR and per named share ``s``: the slope ``w`` at which a share ``s`` of its
-    inputs on ``x`` satisfies ``|w x| < 1`` (None where that quantile is 0)."""
-    if x is None:
-        return {}
-    inputs: dict[str, Tensor] = {}
-    hooks = {m: (lambda m, i, o, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in abrs.items()}
-    run_hooked(model, x, hooks)
-    out = {}
-    for name, v in inputs.items():
-        a = v.abs().flatten().float()[: 1 << 24]
-        out[name] = {}
-        for key, s in shares.items():
-            q = torch.quantile(a, s).item() if a.numel() else 0.0
-            out[name][key] = 1.0 / q if q > 0 else None
-    return out

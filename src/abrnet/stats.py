@@ -254,3 +254,24 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype =
             h.remove()
         model.train(was_training)
     return Summary(rows)
+
+
+@torch.no_grad()
+def slopes_at_shares(model: nn.Module, abrs: dict, x: Tensor | None, shares: dict[str, float]) -> dict[str, dict]:
+    """Per ABR of ``abrs`` (name -> module) and per named share ``s`` of ``shares``: the
+    slope ``w`` at which a share ``s`` of its inputs on ``x`` satisfies ``|w x| < 1``
+    (None where that quantile is 0). Where BinarizationSchedule's floors end, and its
+    windows with ``window_share``."""
+    if x is None:
+        return {}
+    inputs: dict[str, Tensor] = {}
+    hooks = {m: (lambda m, i, o, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in abrs.items()}
+    run_hooked(model, x, hooks)
+    out = {}
+    for name, v in inputs.items():
+        a = v.abs().flatten().float()[: 1 << 24]
+        out[name] = {}
+        for key, s in shares.items():
+            q = torch.quantile(a, s).item() if a.numel() else 0.0
+            out[name][key] = 1.0 / q if q > 0 else None
+    return out
