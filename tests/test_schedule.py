@@ -41,6 +41,17 @@ def _train(model, total, batch=16, **kw):
     return sched, opt, x
 
 
+def _abr_inputs(model, sched, x):
+    """Each ABR's input on ``x``, the model in eval mode (as the schedule measures it)."""
+    inputs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in sched.abrs.items()]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return inputs
+
+
 def test_end_state_is_exactly_the_deployed_network():
     model = _mlp()
     sched, _, x = _train(model, 60)
@@ -57,12 +68,7 @@ def test_floors_rise_geometrically_to_the_measured_saturating_slope():
     x, _ = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     sched = BinarizationSchedule(model, opt, 40, binarize_at=0.25, freeze_at=1.0, saturate=0.9, held_out=x)
-    inputs = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in sched.abrs.items()]
-    with torch.no_grad():
-        model.eval()(x)
-    for h in hooks:
-        h.remove()
+    inputs = _abr_inputs(model, sched, x)
     sched.step_count = 9
     opt.step()  # step 10 of 40: the binarize stage starts and measures its end
     for name, m in sched.abrs.items():
@@ -83,12 +89,7 @@ def test_window_share_sets_each_window_from_the_held_out_inputs():
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched = BinarizationSchedule(model, opt, 40, binarize_at=0.25, freeze_at=0.5, window_share=0.3, held_out=x)
-    inputs = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in sched.abrs.items()]
-    with torch.no_grad():
-        model.eval()(x)
-    for h in hooks:
-        h.remove()
+    inputs = _abr_inputs(model, sched, x)
     sched.step_count = 9
     opt.step()  # step 10 of 40: measured
     for name, m in sched.abrs.items():
