@@ -5,8 +5,9 @@ process. On such nets a step is bound by per-op dispatch, so the form matters.
 
     python benchmarks/bench_surrogate.py --threads 1 --json out.json
 
-Forms: ``library`` (whatever abrnet.functional.windowed is now); ``mul`` (value +
-(w0 * s - w0 * s.detach()), the form before the product moved into add's alpha);
+Forms: ``library`` (whatever abrnet.functional.windowed is now); ``alpha`` (value +
+w0 * (s - s.detach()), the product in add's alpha: the library's form until 2026-12-01);
+``mul`` (value + (w0 * s - w0 * s.detach()), the form before that);
 ``function`` (a Python autograd Function: two kernels each way, plus Python's cost);
 ``inplace`` (the window's graph, its value overwritten with the step under no_grad).
 """
@@ -59,7 +60,13 @@ def inplace_form(x, w0, value=None):
     return s
 
 
-FORMS = {"library": F.windowed, "mul": mul_form, "function": function_form, "inplace": inplace_form}
+def alpha_form(x, w0, value=None):
+    s = nn.functional.hardtanh(x, -0.5 / w0, 0.5 / w0)
+    return torch.add(F.step(x) if value is None else value.detach(), s - s.detach(), alpha=w0)
+
+
+FORMS = {"library": F.windowed, "alpha": alpha_form, "mul": mul_form, "function": function_form,
+         "inplace": inplace_form}  # fmt: skip
 
 
 def make_step(name: str, method: str, x, y):

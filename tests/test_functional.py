@@ -188,3 +188,11 @@ def test_windowed_passes_the_step_or_a_value_and_the_centred_clamps_gradient(x, 
     (want,) = torch.autograd.grad(torch.clamp(x * w0 + 0.5, 0.0, 1.0), x, g)
     off_kinks = ((x.detach().double() * w0).abs() - 0.5).abs() > 4 * torch.finfo(dtype).eps
     torch.testing.assert_close(got[off_kinks], want[off_kinks])
+
+
+def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
+    # The step maps NaN to 0; the training form must not hide a diverged layer upstream.
+    x = torch.tensor([float("nan"), -1.0, 2.0], requires_grad=True)
+    y = F.windowed(x, 1.5)
+    assert y[0].isnan() and y[1:].tolist() == [0.0, 1.0]
+    assert torch.isnan(y.sum()) and y.grad_fn is not None

@@ -164,6 +164,30 @@ def test_add_growth_grad_equals_the_penalty_in_the_loss(kind):
         abrnet.add_growth_grad_(b, -1.0)
 
 
+@pytest.mark.parametrize("kind", F.GROWTH_KINDS)
+def test_add_growth_grad_with_one_multiplier_and_clamped_slopes(kind):
+    # The usual case takes shortcuts (one multiplier folded into the sum; slopes clamped
+    # since their last update read as they are): the same gradient as the penalty's.
+    def model():
+        torch.manual_seed(0)
+        m = nn.Sequential(abrnet.ABR(4, min_slope=0.2), abrnet.ABR(3, growth_mult=1.5), abrnet.ABR(2, growth_mult=1.5))
+        m[0].growth_mult = 1.5
+        with torch.no_grad():
+            for abr in m:
+                abr.slope.uniform_(0.05, 3.0)
+        abrnet.clamp_slopes_(m)
+        return m
+
+    a, b = model(), model()
+    assert min(abr.slope.min().item() for abr in b) >= 0.05 and b[0].floored_at is not None
+    abrnet.growth_penalty(a, 0.7, kind).backward()
+    for abr in b:
+        abr.slope.grad = torch.zeros_like(abr.slope)
+    abrnet.add_growth_grad_(b, 0.7, kind)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
 def test_forward_skips_the_floor_only_while_clamp_slopes_holds():
     torch.manual_seed(0)
     abr = abrnet.ABR(6, min_slope=0.5)

@@ -6,6 +6,8 @@ autograd.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -116,17 +118,29 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
     ``x``: ``w0`` inside ``|x| < 1/(2 w0)``, a window centred on the step's threshold, 0
     outside.
 
-    Built as ``value + w0 * (s - s.detach())`` with ``s = hardtanh(x, -h, h)``, the
-    product folded into the addition's ``alpha``: the bracket is exactly 0 forward, so
-    the output is exactly ``value``, and its gradient is the window's. Built-in ops
-    only, no Python autograd Function: on small nets, where a step is bound by per-op
-    dispatch, this was the fastest of the forms measured (docs/benchmarks.md).
+    Built as ``s = hardtanh(w0 x, -1/2, 1/2)``, whose values are then overwritten in
+    place through ``s.detach()``: with the step as ``ceil(s)`` (1 above 0, 0 at and below
+    it, written -0 there; NaN stays NaN, so a NaN loss is still caught), or with
+    ``value``. Autograd allows it because hardtanh's backward reads its input, never its
+    output. Three built-in kernels forward and two backward, no Python autograd
+    Function: on small nets, where a step is bound by per-op dispatch, the fastest of
+    the forms measured (docs/benchmarks.md).
     """
     if not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
-    h = 0.5 / w0
-    s = torch.nn.functional.hardtanh(x, -h, h)
-    return torch.add(step(x) if value is None else value.detach(), s - s.detach(), alpha=w0)
+    # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
+    # tensor on every call, and one of another dtype is cast in the backward.
+    s = torch.nn.functional.hardtanh(x * _scalar(float(w0), x.dtype), -0.5, 0.5)
+    out = s.detach()
+    out.ceil_() if value is None else out.copy_(value)
+    return s
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar(v: float, dtype: torch.dtype) -> Tensor:
+    # 0-dim on the CPU: a product takes it as a scalar on any device. Low-precision
+    # inputs get float32, as their kernels compute in it (bf16 would round w0).
+    return torch.tensor(v, dtype=dtype if dtype in (torch.float32, torch.float64) else torch.float32)
 
 
 def step(x: Tensor) -> Tensor:

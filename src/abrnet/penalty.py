@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parameter import UninitializedParameter
 
 from . import functional as F
 from .layers import ABR
@@ -59,27 +60,40 @@ def add_growth_grad_(model: nn.Module, strength: float, kind: str = "log") -> No
     """Add the gradient of :func:`growth_penalty` to every slope's ``.grad``.
 
     The same update as adding the penalty to the loss before ``backward()``, but
-    with a handful of ``_foreach`` kernels for all layers instead of an autograd
-    graph per layer, which cost up to a third of a small net's step. Call it after
+    with a few ``_foreach`` kernels for all layers instead of an autograd graph per
+    layer, which cost up to a third of a small net's step. Call it after
     ``backward()`` and before ``optimizer.step()``; under DDP every rank adds the same
     term to its already averaged gradient. Slopes without a ``.grad`` took no part in
     the loss (a layer frozen into its step, an unused branch) and are left alone.
     """
     _check_growth(strength, kind)
-    layers = [m for m in model.modules() if isinstance(m, ABR) and m.growth_mult > 0 and m.slope.grad is not None]
-    if strength == 0 or not layers:
+    if strength == 0:
         return
-    # dR/dw at the floored slope, passed straight through the floor (floor_slope).
-    w = torch._foreach_clamp_min([m.slope for m in layers], [m.min_slope for m in layers])
-    dw = torch._foreach_pow(w, -F.GROWTH_POWER[kind])
-    torch._foreach_mul_(dw, [-strength * m.growth_mult for m in layers])
-    torch._foreach_add_([m.slope.grad for m in layers], dw)
+    layers = [m for m in _materialised(model) if m.growth_mult > 0 and m.slope.grad is not None]
+    if not layers:
+        return
+    # dR/dw at the floored slope, passed straight through the floor (floor_slope). A
+    # slope clamped since its last update is its own floored value (ABR.floored_at).
+    w = [m.slope if m.floored_at == (m.slope._version, m.min_slope) else m.slope.clamp_min(m.min_slope) for m in layers]
+    power = F.GROWTH_POWER[kind]
+    dw = torch._foreach_reciprocal(w) if power == 1 else torch._foreach_pow(w, -power)  # (reciprocal: 2x faster)
+    mults = {m.growth_mult for m in layers}
+    if len(mults) == 1:  # (the usual case: the product folds into the addition)
+        torch._foreach_add_([m.slope.grad for m in layers], dw, alpha=-strength * mults.pop())
+    else:
+        torch._foreach_mul_(dw, [-strength * m.growth_mult for m in layers])
+        torch._foreach_add_([m.slope.grad for m in layers], dw)
 
 
 @torch.no_grad()
 def clamp_slopes_(model: nn.Module) -> None:
     """Keep every stored slope at or above its layer's floor (after ``optimizer.step``)."""
-    clamp_layers_([m for m in model.modules() if isinstance(m, ABR) and not m.has_uninitialized_params()])
+    clamp_layers_(_materialised(model))
+
+
+def _materialised(model: nn.Module) -> list[ABR]:
+    # (A type test, not has_uninitialized_params(): that walks every parameter and buffer.)
+    return [m for m in model.modules() if isinstance(m, ABR) and not isinstance(m.slope, UninitializedParameter)]
 
 
 @torch.no_grad()
@@ -92,8 +106,8 @@ def clamp_layers_(layers: Sequence[ABR], moved_only: bool = False) -> None:
         layers = [m for m in layers if m.floored_at != (m.slope._version, m.min_slope)]
     if layers:
         torch._foreach_clamp_min_([m.slope for m in layers], [m.min_slope for m in layers])
-        for m in layers:
-            m.floored_at = (m.slope._version, m.min_slope)
+        for m in layers:  # (into __dict__: nn.Module's __setattr__ costs more than the clamp)
+            m.__dict__["floored_at"] = (m.slope._version, m.min_slope)
 
 
 # The reference recipes used a 10x slope learning rate on small nets and 1x on AlexNet.
