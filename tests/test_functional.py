@@ -190,6 +190,16 @@ def test_windowed_passes_the_step_or_a_value_and_the_centred_clamps_gradient(x, 
     torch.testing.assert_close(got[off_kinks], want[off_kinks])
 
 
+def test_windowed_first_called_under_inference_mode_still_trains_after():
+    # w0 is cached as a tensor: one made under inference_mode could not be saved for backward.
+    x = torch.randn(5)
+    with torch.inference_mode():
+        F.windowed(x, 1.2345)
+    x.requires_grad_()
+    F.windowed(x, 1.2345).sum().backward()
+    assert x.grad is not None
+
+
 def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
     # The step maps NaN to 0; the training form must not hide a diverged layer upstream.
     x = torch.tensor([float("nan"), -1.0, 2.0], requires_grad=True)

@@ -140,7 +140,10 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
 def _scalar(v: float, dtype: torch.dtype) -> Tensor:
     # 0-dim on the CPU: a product takes it as a scalar on any device. Low-precision
     # inputs get float32, as their kernels compute in it (bf16 would round w0).
-    return torch.tensor(v, dtype=dtype if dtype in (torch.float32, torch.float64) else torch.float32)
+    # (Made outside inference mode even when first asked for there: a cached inference
+    # tensor could not be saved for a later backward.)
+    with torch.inference_mode(False):
+        return torch.tensor(v, dtype=dtype if dtype in (torch.float32, torch.float64) else torch.float32)
 
 
 def step(x: Tensor) -> Tensor:
