@@ -29,8 +29,8 @@ def growth_penalty(model: nn.Module, strength: float, kind: str = "log") -> Tens
     """
     _check_growth(strength, kind)
     total = None
-    for _, m in abr_layers(model):
-        if m.has_uninitialized_params() or m.growth_mult == 0:
+    for m in _materialised(model):
+        if m.growth_mult == 0:
             continue
         term = F.growth(m.effective_slope(), strength * m.growth_mult, kind)
         total = term if total is None else total + term
