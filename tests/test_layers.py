@@ -108,6 +108,18 @@ def test_extra_repr_is_readable():
     assert "8" in r and "growth_mult=2" in r and "binary_loss=0.1" in r and "slope=[1, 1, 1]" in r
 
 
+def test_model_level_terms_skip_lazy_layers_not_yet_materialised():
+    model = nn.Sequential(abrnet.ABR(3, init_slope=2.0), abrnet.ABR())
+    torch.testing.assert_close(abrnet.growth_penalty(model, 1.0, "log"), -3 * torch.log(torch.tensor(2.0)))
+    model[0].slope.grad = torch.zeros(3)
+    abrnet.add_growth_grad_(model, 1.0, "log")
+    torch.testing.assert_close(model[0].slope.grad, torch.full((3,), -0.5))
+    with torch.no_grad():
+        model[0].slope.fill_(-1.0)
+    abrnet.clamp_slopes_(model)
+    assert torch.equal(model[0].slope, torch.full((3,), model[0].min_slope))
+
+
 def test_abr_round_trips_state_dict():
     a, b = abrnet.ABR(4), abrnet.ABR()
     with torch.no_grad():
