@@ -231,6 +231,24 @@ def test_a_failed_run_is_one_line_after_the_runs_in_flight(tmp_path):
     assert not (out / "compare.json").exists()
 
 
+def test_listed_seeds_reuse_those_runs_only(digits, tmp_path):
+    # "--seeds 1," is seed 1 alone: the comparison reads the finished seed-1 runs and
+    # trains nothing, and its command says which seeds it holds.
+    out = tmp_path / "cmp"
+    shutil.copytree(digits["out"], out)
+    args = ["--recipe", "digits", "--methods", "relu,abr", "--seeds", "1,", *QUICK, "--limit", "200"]
+    done = _compare([*args, "--out", str(out)], digits["tmp"])
+    assert done.returncode == 0, done.stderr
+    assert "training in" not in done.stdout
+    summary = json.loads((out / "compare.json").read_text())
+    full = json.loads((digits["out"] / "compare.json").read_text())
+    assert summary["seeds"] == [1] and " --seeds 1, " in summary["command"]
+    for row in summary["results"]:
+        (run,) = row["runs"]
+        same = next(r for r in full["results"] if r["method"] == row["method"])
+        assert run["seed"] == 1 and run["reused"] and run["deployed"] == same["runs"][1]["deployed"]
+
+
 def test_an_outdated_report_is_refused_in_one_line(digits, tmp_path):
     out = tmp_path / "cmp"
     shutil.copytree(digits["out"], out)
@@ -277,6 +295,8 @@ def test_killed_compare_resumes_and_runs_both_scopes(tmp_path):
         (["--methods", ""], ["(empty)"]),
         (["--binarize", "all,some"], ["some", "all, last"]),
         (["--seeds", "0"], ["--seeds", ">= 1"]),
+        (["--seeds", "1,x"], ["--seeds", "comma-separated seeds", "'1,x'"]),
+        (["--seeds", "1,1"], ["--seeds repeat"]),
         (["--recipe", "mnsit"], ["mnsit"]),
         (["--epochs", "-1"], ["--epochs"]),
         (["--baseline"], ["--methods relu"]),

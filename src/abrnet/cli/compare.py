@@ -27,6 +27,17 @@ def _comma_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _seeds(text: str) -> int | list[int]:
+    # "3" is a count (seeds 0, 1, 2); "1,2" the seeds themselves, so a comparison can be
+    # extended, or split across machines, one seed at a time.
+    from ..errors import UserError
+
+    try:
+        return int(text) if "," not in text else [int(v) for v in _comma_list(text)]
+    except ValueError:
+        raise UserError(f"--seeds: expected a count or comma-separated seeds, got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="digits", help=f"one of: {', '.join(recipe_names())} (default digits)")
     p.add_argument(
@@ -37,7 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--binarize", type=_comma_list, default=["all"], metavar="SCOPE",
         help=f"which hidden representations are binary: one or several of {','.join(SCOPES)} (default all)",
     )  # fmt: skip
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="train seeds 0..N-1 of each method (default 3)")
+    p.add_argument(
+        "--seeds", default="3", metavar="N|S1,S2,...",
+        help="train seeds 0..N-1 of each method (default 3), or the seeds listed, e.g. 1,2",
+    )  # fmt: skip
     p.add_argument(
         "--jobs", type=int, default=1, metavar="N",
         help="train up to N runs at once, each a single-thread process (default 1: one after another)",
@@ -47,9 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_flags(p, exclude=PER_RUN)
 
 
+def _seed_text(seeds: int | list[int]) -> str:
+    return str(seeds) if isinstance(seeds, int) else ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
+
+
 def _command(args: argparse.Namespace, out: Path, flags: dict) -> str:
     words = ["abrnet", "compare", "--recipe", args.recipe, "--methods", ",".join(args.methods),
-             "--binarize", ",".join(args.binarize), "--seeds", str(args.seeds)]  # fmt: skip
+             "--binarize", ",".join(args.binarize), "--seeds", _seed_text(args.seeds)]  # fmt: skip
     if args.jobs != 1:
         words += ["--jobs", str(args.jobs)]
     for name, value in flags.items():
@@ -65,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
     from ..compare import run_compare
 
     flags = overrides(args, exclude=PER_RUN)
+    args.seeds = _seeds(args.seeds)
     out = args.out or Path("runs") / f"compare-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_compare(args.recipe, args.methods, args.binarize, args.seeds, flags, out, command=_command(args, out, flags),
                 log=None if args.quiet else print, jobs=args.jobs)  # fmt: skip
