@@ -344,3 +344,63 @@ def test_imagenet_folders_through_compare(tmp_path):
     assert abr["aggregate"]["all_binary"] is True
     report = json.loads((out / "all" / "abr-seed0" / "report.json").read_text())
     assert report["test_size"] == 8 and "top5" not in report  # 2 classes: top-1 only
+
+
+def _part(summary: dict, seed: int) -> dict:
+    # The comparison as if it had been run with --seeds SEED, alone.
+    part = json.loads(json.dumps(summary))
+    part["seeds"] = [seed]
+    for entry in part["results"]:
+        entry["runs"] = [r for r in entry["runs"] if r["seed"] == seed]
+    return part
+
+
+def test_merge_joins_parts_into_the_whole(digits, tmp_path):
+    # Seeds 0 and 1 of every method, as two comparisons (two machines, say): merged,
+    # they give the statistics of the comparison that ran both.
+    full = json.loads((digits["out"] / "compare.json").read_text())
+    for seed in (0, 1):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "compare.json").write_text(json.dumps(_part(full, seed)))
+    out = tmp_path / "merged"
+    done = _compare(["--merge", str(tmp_path / "seed1"), str(tmp_path / "seed0" / "compare.json"), "--out", str(out)],
+                    tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((out / "compare.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["methods"] == full["methods"]
+    assert [p["seeds"] for p in merged["parts"]] == [[1], [0]] and merged["command"].startswith("abrnet compare --merge")
+    for got, want in zip(merged["results"], full["results"], strict=True):
+        assert (got["binarize"], got["method"]) == (want["binarize"], want["method"])
+        assert [r["seed"] for r in got["runs"]] == [0, 1]
+        assert got["aggregate"] == want["aggregate"]
+    assert "## binarize all" in (out / "compare.md").read_text() and "seed1/compare.json`: seeds 1 of" in done.stdout
+
+
+def test_merge_refuses_parts_that_do_not_fit(digits, tmp_path):
+    full = json.loads((digits["out"] / "compare.json").read_text())
+    other = _part(full, 1)
+    other["config"]["epochs"] += 1
+    clash = _part(full, 0)
+    clash["results"][0]["runs"][0]["deployed"] = 0.5
+    files = {"whole": full, "other": other, "clash": clash}
+    for name, data in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    (tmp_path / "bad.json").write_text("{not json")
+    cases = [
+        (["whole", "other"], "other.json trained another config than", "epochs"),
+        (["whole", "clash"], f"binarize all, {full['results'][0]['method']}, seed 0 differs between", "clash.json"),
+        (["whole", "bad"], "cannot read", "bad.json"),
+        (["whole"], "at least two", "--merge"),
+    ]
+    for names, *words in cases:
+        done = _compare(["--merge", *(str(tmp_path / f"{n}.json") for n in names), "--out", str(tmp_path / "m")],
+                        tmp_path)  # fmt: skip
+        err = done.stderr.strip()
+        assert done.returncode == 2 and "\n" not in err and err.startswith("abrnet compare: error:"), err
+        assert all(w in err for w in words), err
+        assert not (tmp_path / "m" / "compare.json").exists()
+    # The same run reused by two comparisons of one directory is one run, not a clash.
+    done = _compare(["--merge", str(tmp_path / "whole.json"), str(digits["out"]), "--out", str(tmp_path / "m")],
+                    tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m" / "compare.json").read_text())["results"][0]["aggregate"] == full["results"][0]["aggregate"]

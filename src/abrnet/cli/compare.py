@@ -3,8 +3,11 @@
     abrnet compare --recipe fashion-mnist [--methods M1,M2,...] [--binarize all,last] \\
         --seeds 3 [--jobs 4] --out DIR [--epochs ...]
 
+    abrnet compare --merge DIR1 DIR2 ... --out DIR   # one table from several parts
+
 Writes ``DIR/compare.json`` and ``DIR/compare.md`` (see :mod:`abrnet.compare`) and
-prints the table. Every recipe field is also a flag and applies to all methods alike.
+prints the table. ``--merge`` trains nothing: it joins comparisons of the same recipe
+and config run in parts (``--seeds 2,`` on another day or machine) into one. Every recipe field is also a flag and applies to all methods alike.
 Run it again with the same arguments to continue a killed comparison. Only the
 arguments and the printing live here; :func:`abrnet.compare.run_compare` checks them.
 """
@@ -58,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--out", type=Path, help="comparison directory (default runs/compare-RECIPE-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
+    p.add_argument(
+        "--merge", nargs="+", type=Path, metavar="PART",
+        help="train nothing; join these comparisons (their directories or compare.json files) of the same "
+             "recipe and config into --out",
+    )  # fmt: skip
     add_config_flags(p, exclude=PER_RUN)
 
 
@@ -79,8 +87,40 @@ def _command(args: argparse.Namespace, out: Path, flags: dict) -> str:
     return shlex.join([*words, "--out", str(out)])
 
 
+def _merge(args: argparse.Namespace) -> int:
+    import json
+
+    from ..compare import format_markdown
+    from ..compare.merge import merge_summaries
+    from ..errors import UserError
+    from ..train.checkpoint import atomic_write_text
+
+    if args.out is None:
+        raise UserError("--merge needs --out, the directory of the merged comparison")
+    parts, names = [], []
+    for path in args.merge:
+        file = path / "compare.json" if path.is_dir() else path
+        try:
+            parts.append(json.loads(file.read_text()))
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {file}: {getattr(err, 'strerror', None) or err}") from None
+        names.append(str(file))
+    command = shlex.join(["abrnet", "compare", "--merge", *names, "--out", str(args.out)])
+    summary = merge_summaries(parts, names, command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=2) + "\n")
+    markdown = format_markdown(summary)
+    atomic_write_text(args.out / "compare.md", markdown)
+    print(markdown, end="")
+    print(f"results: {args.out / 'compare.json'}, {args.out / 'compare.md'}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from ..compare import run_compare
+
+    if args.merge:
+        return _merge(args)
 
     flags = overrides(args, exclude=PER_RUN)
     args.seeds = _seeds(args.seeds)

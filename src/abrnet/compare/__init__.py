@@ -13,7 +13,8 @@ Modules, one job each: :mod:`.plan` (inputs checked, one config per run),
 :mod:`.configs` (config matching for reuse and resume), :mod:`.sweep` (train or reuse
 each run, in this process or ``jobs`` worker processes), :mod:`.results` (per-run
 rows and statistics over seeds), :mod:`.markdown` (``compare.md``) and
-:mod:`.provenance` (git commit and machine).
+:mod:`.provenance` (git commit and machine), :mod:`.merge` (one comparison from
+several run in parts).
 
 Layout of ``OUT``::
 
@@ -68,12 +69,18 @@ directory is checked before anything is trained.
                   wall_time_s: {"total", "mean"}; all_binary: every run's deployed
                   network had 0 non-binary outputs (null for relu)
 
+A merged comparison (``abrnet compare --merge``, :mod:`.merge`) has the same keys but
+``parts`` (each part's file, command, commit, machine, created, methods, binarize,
+seeds and jobs) in place of command/commit/machine at the top level being its own;
+its ``config`` holds the keys every part shares, and ``command`` the merge command.
+
 Schema 1 differed only in ``binary_check`` per run (who counted the deployed outputs)
 and had no ``jobs``.
 """
 
 from .markdown import format_markdown
+from .merge import merge_summaries
 from .results import aggregate
 from .sweep import SCHEMA, run_compare
 
-__all__ = ["SCHEMA", "aggregate", "format_markdown", "run_compare"]
+__all__ = ["SCHEMA", "aggregate", "format_markdown", "merge_summaries", "run_compare"]

@@ -22,17 +22,29 @@ def _machine_text(m: dict) -> str:
             f"{m['platform']}, Python {m['python']}")  # fmt: skip
 
 
+def _provenance(summary: dict, sep: str) -> str:
+    return sep.join([
+        f"command: `{summary['command']}`" if summary["command"] else "command: (API call)",
+        f"commit: {_commit_text(summary['commit'])}",
+        f"machine: {_machine_text(summary['machine'])}",
+        f"date: {summary['created']}",
+    ])  # fmt: skip
+
+
 def format_markdown(summary: dict) -> str:
     """``compare.md``: one table per scope, a row per method in the order of
     ``summary["results"]``; accuracies in percent, mean ± sample std over seeds."""
     seeds = summary["seeds"]
-    lines = [
-        f"# abrnet compare: recipe {summary['recipe']}",
-        "",
-        f"- command: `{summary['command']}`" if summary["command"] else "- command: (API call)",
-        f"- commit: {_commit_text(summary['commit'])}",
-        f"- machine: {_machine_text(summary['machine'])}",
-        f"- date: {summary['created']}",
+    lines = [f"# abrnet compare: recipe {summary['recipe']}", ""]
+    if "parts" in summary:  # merged (abrnet.compare.merge): each part's own provenance
+        lines.append(f"- merged from {len(summary['parts'])} comparisons" +
+                     (f" by `{summary['command']}`" if summary["command"] else "") + ":")  # fmt: skip
+        for part in summary["parts"]:
+            lines.append(f"  - `{part['file']}`: seeds {', '.join(map(str, part['seeds']))} of "
+                         f"{', '.join(part['methods'])}; " + _provenance(part, "; "))  # fmt: skip
+    else:
+        lines += [f"- {line}" for line in _provenance(summary, "\n").split("\n")]
+    lines += [
         f"- seeds: {', '.join(map(str, seeds))} (n = {len(seeds)}); total wall time {summary['wall_time_s']:.0f} s",
         "",
         "Accuracy in percent on the test set, mean ± sample std over seeds. *Deployed*: the network with "
@@ -62,8 +74,9 @@ def format_markdown(summary: dict) -> str:
             else:
                 exact = "100%" if agg["all_binary"] else f"NO ({100 * agg['deployed_binary_share']['min']:.4f}%)"
             wall = agg["wall_time_s"]
+            n = "" if agg["n"] == len(seeds) else f" (n = {agg['n']})"  # a merged row with fewer seeds
             lines.append(
-                f"| {e['method']} | {_pct(agg['train_form'])} | {_pct(dep)} | {delta} | {share} | {exact} "
+                f"| {e['method']}{n} | {_pct(agg['train_form'])} | {_pct(dep)} | {delta} | {share} | {exact} "
                 f"| {wall['total']:.0f} / {wall['mean']:.0f} |"
             )
     return "\n".join(lines) + "\n"
