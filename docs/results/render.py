@@ -84,7 +84,8 @@ def leads_table(folder: Path) -> str:
             model = data["config"]["model"]
             rows = [(r["seed"], r["deployed"]) for e in data["results"] for r in e["runs"]]
         else:  # report.json
-            model, rows = data["model"], [(data["config"]["seed"], data["accuracy"]["binary"])]
+            acc = data["accuracy"]  # a ReLU run has no deployed binary net: its float accuracy
+            model, rows = data["model"], [(data["config"]["seed"], acc.get("binary", acc["train_form"]))]
         for seed, acc in rows:
             lines.append(f"| {run['variant']} | {model} | {seed} | {acc * 100:.2f} | `{run['command']}` |")
     return "\n".join(lines) + "\n"
