@@ -65,8 +65,19 @@ def alpha_form(x, w0, value=None):
     return torch.add(F.step(x) if value is None else value.detach(), s - s.detach(), alpha=w0)
 
 
+def mask_form(x, w0, value=None):
+    # One autograd node: x times a mask holding w0 inside the window (built by
+    # hardtanh_backward from an expanded w0), its values then overwritten.
+    h = 0.5 / w0
+    m = torch.ops.aten.hardtanh_backward(F._scalar(float(w0), x.dtype).expand_as(x), x.detach(), -h, h)
+    s = x * m
+    out = s.detach()
+    torch.clamp(x.detach(), 0, 1, out=out).ceil_() if value is None else out.copy_(value)
+    return s
+
+
 FORMS = {"library": F.windowed, "alpha": alpha_form, "mul": mul_form, "function": function_form,
-         "inplace": inplace_form}  # fmt: skip
+         "inplace": inplace_form, "mask": mask_form}  # fmt: skip
 
 
 def make_step(name: str, method: str, x, y):
