@@ -7,7 +7,9 @@ figure ``docs/NAME.png``) or of ``benchmarks/bench_train_step.py``, ``bench_depl
 (docs/benchmarks.md). The page holds, for each, a block between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script replaces the
 block's contents with the tables the writing tool itself prints for that file. A folder
-``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
+``docs/results/NAME-parts/`` of compare.json files (one comparison run in parts:
+other seeds, other days) becomes one merged table in the block ``NAME-parts``
+(``abrnet compare --merge``); a folder ``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
 schedule's stages) becomes one study table in the block ``NAME-stages``; a folder with
 an ``index.json`` (a study of single runs) one table in the block named after it.
 
@@ -20,7 +22,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from abrnet.compare import format_markdown
+from abrnet.compare import format_markdown, merge_summaries
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent
@@ -121,6 +123,10 @@ def main() -> int:
         if folder.name.endswith("-stages"):
             runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
             put(DOCS / "results.md", folder.name, partial(stage_table, folder.name, runs))
+        elif folder.name.endswith("-parts"):  # one comparison run in parts: merged into one table
+            parts = sorted(folder.glob("*.json"))
+            data = merge_summaries([json.loads(f.read_text()) for f in parts], [f.name for f in parts])
+            put(DOCS / "results.md", folder.name, partial(compare_tables, folder.name, data))
         elif (folder / "index.json").exists():
             put(DOCS / "results.md", folder.name, partial(leads_table, folder))
     for page_path, page in pages.items():

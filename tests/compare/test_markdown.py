@@ -53,3 +53,16 @@ def test_a_table_per_scope():
     table = format_markdown(_summary(("all", "last")))
     assert table.index("## binarize all") < table.index("## binarize last")
     assert [r[0] for r in _rows(table)] == list(METHODS) * 2
+
+
+def test_a_scope_without_relu_measures_against_another_scopes_relu():
+    # A merged comparison may hold relu in one scope only; ReLU has no binary layer, so
+    # its runs stand for every scope.
+    summary = _summary(("all", "last"))
+    summary["results"] = [e for e in summary["results"] if not (e["binarize"] == "last" and e["method"] == "relu")]
+    last = format_markdown(summary).split("## binarize last")[1]
+    assert all(r[3] == "-10.00" for r in _rows(last))
+    # Rows with fewer seeds than the comparison say how many they have.
+    summary["results"][1]["runs"] = summary["results"][1]["runs"][:1]
+    summary["results"][1]["aggregate"] = aggregate(summary["results"][1]["runs"])
+    assert f"| {summary['results'][1]['method']} (n = 1) | 90.00 |" in format_markdown(summary)

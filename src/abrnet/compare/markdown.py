@@ -54,7 +54,10 @@ def format_markdown(summary: dict) -> str:
     ]
     for scope in summary["binarize"]:
         entries = [e for e in summary["results"] if e["binarize"] == scope]
-        relu = next((e for e in entries if e["method"] == "relu"), None)
+        # ReLU has no binary layer, so its runs are the same in every scope: a scope
+        # without its own relu row (a merged comparison) measures against another's.
+        relu = next((e for e in entries if e["method"] == "relu"), None) or next(
+            (e for e in summary["results"] if e["method"] == "relu"), None)
         ref = relu["aggregate"]["train_form"]["mean"] if relu else None
         lines += [
             "",

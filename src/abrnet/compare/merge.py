@@ -14,6 +14,7 @@ import datetime
 from collections.abc import Sequence
 
 from ..errors import UserError
+from ..train.config import SCOPES
 from .plan import ROWS
 from .results import aggregate
 
@@ -67,8 +68,8 @@ def merge_summaries(parts: Sequence[dict], names: Sequence[str] | None = None, c
                     continue  # one run, reused by two comparisons in one directory
                 else:
                     raise UserError(f"binarize {key[0]}, {key[1]}, seed {run['seed']} differs between {seen} and {name}")
-    # Scopes in the order they first appear, methods in the rows' order, runs by seed.
-    scopes = list(dict.fromkeys(k[0] for k in entries))
+    # Scopes and methods in the registry's order, runs by seed.
+    scopes = sorted(dict.fromkeys(k[0] for k in entries), key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
     order = {m: i for i, m in enumerate(ROWS)}
     methods = sorted(dict.fromkeys(k[1] for k in entries), key=lambda m: order.get(m, len(order)))
     results = [entries[(s, m)] for s in scopes for m in methods if (s, m) in entries]
