@@ -88,14 +88,20 @@ def one_size(args, rng, d: int, n: int, clock) -> dict:
     codes = clustered_codes(rng, centres, n, args.flip)
     queries = clustered_codes(rng, centres, args.queries, args.flip)
     row = {"bits": d, "items": n, "codes_mb": n * d / 8 / 2**20}
-    kinds = {"flat": {}} if n > args.hnsw_items else {"flat": {}, "hnsw": {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search}}
+    kinds = (
+        {"flat": {}}
+        if n > args.hnsw_items
+        else {"flat": {}, "hnsw": {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search}}
+    )
     found = {}
     for kind, kw in kinds.items():
         index = HammingIndex(d, kind=kind, **kw)
         row[f"{kind}_build_s"] = timed(functools.partial(index.add, codes), clock)
         row[f"{kind}_mb"] = serialized_mb(index)
         search = functools.partial(index.search, queries, args.k)
-        row[f"{kind}_qps"] = qps(search, functools.partial(index.search, queries[:4], args.k), args.queries, args.repeats, clock)
+        row[f"{kind}_qps"] = qps(
+            search, functools.partial(index.search, queries[:4], args.k), args.queries, args.repeats, clock
+        )
         found[kind] = index.search(queries, args.k)
         del index, search
     if "hnsw" in found:
@@ -125,7 +131,11 @@ def plot(sweep: dict, path) -> None:
     fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.6), sharey=True, squeeze=False)
     for ax, d in zip(axes[0], widths):
         rows = sorted((r for r in sweep["rows"] if r["bits"] == d), key=lambda r: r["items"])
-        for key, label, style in (("flat", "flat (exact)", "o-"), ("hnsw", "HNSW", "s-"), ("float", "float32 (exact)", "^--")):
+        for key, label, style in (
+            ("flat", "flat (exact)", "o-"),
+            ("hnsw", "HNSW", "s-"),
+            ("float", "float32 (exact)", "^--"),
+        ):
             pts = [(r["items"], r[f"{key}_qps"]) for r in rows if r.get(f"{key}_qps")]
             if pts:
                 ax.plot(*zip(*pts), style, label=label)
@@ -179,7 +189,9 @@ def main() -> None:
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="cpu: this thread's CPU time (1 thread)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", metavar="PATH")
-    p.add_argument("--plot", metavar="PNG", help="also draw the curves (docs/results/render.py redraws them from the JSON)")
+    p.add_argument(
+        "--plot", metavar="PNG", help="also draw the curves (docs/results/render.py redraws them from the JSON)"
+    )
     args = p.parse_args()
     if args.quick:
         args.bits, args.items = "64,256", "1e4,1e5"

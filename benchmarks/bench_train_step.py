@@ -118,7 +118,9 @@ def main() -> None:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models' forward (and so backward)")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--contiguous", action="store_true", help="NCHW layout instead of channels_last (the engine's default)")
+    p.add_argument(
+        "--contiguous", action="store_true", help="NCHW layout instead of channels_last (the engine's default)"
+    )
     p.add_argument("--schedule", default="adaptive,paper",
                    help="ABR's per-step work: adaptive (the engine's default), paper, or both (default)")  # fmt: skip
     p.add_argument("--json", help="also write the rows here")
@@ -133,7 +135,9 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         for schedule in args.schedule.split(","):
-            rows.append(bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt, schedule, args.compile))
+            rows.append(
+                bench(name, args.batch, device, args.repeats, args.iters, args.amp, fmt, schedule, args.compile)
+            )
             print(table(rows[-1:]).split("\n", 2)[2], flush=True)
     if args.json:
         save_json(args.json, SCHEMA, device, rows)

@@ -51,5 +51,7 @@ print(abrnet.summary(deployed, (64,)))
 trained, binary = accuracy(model), accuracy(deployed)
 checked = abrnet.stats.non_binary_outputs(abrnet.binarization_stats(deployed, x[test]))
 print(f"ABR accuracy before freezing {before:.4f}; after: training form {trained:.4f}")
-print(f"deployed accuracy {binary:.4f} ({100 * (binary - before):+.2f} points from the ABR form), "
-      f"non-binary outputs {checked['non_binary_outputs']} of {checked['outputs_checked']:,}")
+print(
+    f"deployed accuracy {binary:.4f} ({100 * (binary - before):+.2f} points from the ABR form), "
+    f"non-binary outputs {checked['non_binary_outputs']} of {checked['outputs_checked']:,}"
+)

@@ -22,7 +22,9 @@ def test_own_loop_ends_fully_binary_above_95_percent():
 def test_quickstart_ends_fully_binary_within_one_point_of_its_abr_form():
     run = subprocess.run([sys.executable, str(EXAMPLES / "quickstart.py")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    before = float(re.search(r"ABR accuracy before freezing (0\.\d{4}); after: training form (0\.\d{4})", run.stdout)[1])
+    before = float(
+        re.search(r"ABR accuracy before freezing (0\.\d{4}); after: training form (0\.\d{4})", run.stdout)[1]
+    )
     last = run.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"deployed accuracy (0\.\d{4}) \(([+-]\d+\.\d{2}) points from the ABR form\), "
                      r"non-binary outputs (\d+) of ([\d,]+)", last)  # fmt: skip

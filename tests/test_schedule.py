@@ -184,7 +184,9 @@ def test_remove_takes_the_hooks_off():
     assert sched.step_count == 0
 
 
-@pytest.mark.parametrize("kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0}])
+@pytest.mark.parametrize(
+    "kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0}]
+)
 def test_bad_arguments(kw):
     model = _mlp()
     args = {"total_steps": 10, **kw}

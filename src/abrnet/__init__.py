@@ -36,6 +36,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'abrnet' has no attribute {name!r}")
 
+
 __all__ = [
     "ABR",
     "BinarizationSchedule",

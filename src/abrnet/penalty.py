@@ -131,7 +131,13 @@ def param_groups(
     groups = [{"params": rest, "lr": lr, "lr_mult": 1.0, "weight_decay": weight_decay, "name": "weights"}]
     if slopes:
         groups.append(
-            {"params": slopes, "lr": lr * slope_lr_mult, "lr_mult": slope_lr_mult, "weight_decay": 0.0, "name": "slopes"}
+            {
+                "params": slopes,
+                "lr": lr * slope_lr_mult,
+                "lr_mult": slope_lr_mult,
+                "weight_decay": 0.0,
+                "name": "slopes",
+            }
         )
     return groups
 

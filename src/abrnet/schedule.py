@@ -118,7 +118,12 @@ class BinarizationSchedule:
         if window_share is not None and not 0 < window_share < 1:
             raise ValueError(f"window_share must lie in (0, 1), got {window_share}")
         self.model, self.optimizer, self.total_steps = model, optimizer, int(total_steps)
-        self.growth, self.kind, self.binarize_at, self.freeze_at = growth, check_growth_kind(kind), binarize_at, freeze_at
+        self.growth, self.kind, self.binarize_at, self.freeze_at = (
+            growth,
+            check_growth_kind(kind),
+            binarize_at,
+            freeze_at,
+        )
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
         self.compensate, self.straight_through, self.surrogate = compensate, straight_through or surrogate, surrogate
         self.window_share = window_share
@@ -247,7 +252,9 @@ class BinarizationSchedule:
         measured = slopes_at_shares(self.model, self.abrs, self.held_out, shares)
         for name in self.abrs:
             got = measured.get(name, {})
-            self.end[name] = min(max(got.get("end") or self.start[name] * self.end_mult, self.start[name]), self.max_slope)
+            self.end[name] = min(
+                max(got.get("end") or self.start[name] * self.end_mult, self.start[name]), self.max_slope
+            )
             if got.get("window"):  # |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
                 self.window[name] = min(got["window"] / 2, self.max_slope)
 

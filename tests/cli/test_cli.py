@@ -75,6 +75,7 @@ def test_resume_after_a_kill_gives_the_same_metrics(tmp_path, frozen, kill):
         return [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]
 
     assert metrics("killed") == metrics("straight")
+
     def dynamics(run):
         return [json.loads(ln) for ln in (tmp_path / run / "dynamics.jsonl").read_text().splitlines()]
 

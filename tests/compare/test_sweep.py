@@ -368,7 +368,9 @@ def test_merge_joins_parts_into_the_whole(digits, tmp_path):
     assert done.returncode == 0, done.stderr
     merged = json.loads((out / "compare.json").read_text())
     assert merged["seeds"] == [0, 1] and merged["methods"] == full["methods"]
-    assert [p["seeds"] for p in merged["parts"]] == [[1], [0]] and merged["command"].startswith("abrnet compare --merge")
+    assert [p["seeds"] for p in merged["parts"]] == [[1], [0]] and merged["command"].startswith(
+        "abrnet compare --merge"
+    )
     for got, want in zip(merged["results"], full["results"], strict=True):
         assert (got["binarize"], got["method"]) == (want["binarize"], want["method"])
         assert [r["seed"] for r in got["runs"]] == [0, 1]
@@ -403,4 +405,7 @@ def test_merge_refuses_parts_that_do_not_fit(digits, tmp_path):
     done = _compare(["--merge", str(tmp_path / "whole.json"), str(digits["out"]), "--out", str(tmp_path / "m")],
                     tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "m" / "compare.json").read_text())["results"][0]["aggregate"] == full["results"][0]["aggregate"]
+    assert (
+        json.loads((tmp_path / "m" / "compare.json").read_text())["results"][0]["aggregate"]
+        == full["results"][0]["aggregate"]
+    )

@@ -117,7 +117,9 @@ def test_frozen_count_freezes_first_to_last():
 
 def test_frozen_phase_trains_only_what_follows_the_frozen_steps(tmp_path):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), abrnet.ABR(16), nn.Linear(16, 6), abrnet.ABR(6), nn.Linear(6, 3))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(8, 16), abrnet.ABR(16), nn.Linear(16, 6), abrnet.ABR(6), nn.Linear(6, 3)
+    )
     cfg = TrainConfig(schedule="paper", epochs=1, finetune_epochs=0, frozen_epochs=2, batch_size=8, lr=0.05,
                       frozen_lr=0.05)  # fmt: skip
     t = Trainer(cfg, model, _data(), _data(16), tmp_path, torch.device("cpu"), DistInfo(), INFO)

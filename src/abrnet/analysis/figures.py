@@ -14,6 +14,7 @@ from . import semantics
 GRID_IMAGES = 24  # images per grid
 _BLUE, _AMBER, _RED = "#3b4cc0", "#e8a33d", "#b40426"  # 0, in between, 1 (as in the heatmap)
 
+
 def _figure(width: float, height: float, layout: str | None = "constrained"):
     from matplotlib.figure import Figure
 

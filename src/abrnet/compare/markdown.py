@@ -57,7 +57,8 @@ def format_markdown(summary: dict) -> str:
         # ReLU has no binary layer, so its runs are the same in every scope: a scope
         # without its own relu row (a merged comparison) measures against another's.
         relu = next((e for e in entries if e["method"] == "relu"), None) or next(
-            (e for e in summary["results"] if e["method"] == "relu"), None)
+            (e for e in summary["results"] if e["method"] == "relu"), None
+        )
         ref = relu["aggregate"]["train_form"]["mean"] if relu else None
         lines += [
             "",

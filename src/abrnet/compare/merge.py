@@ -67,7 +67,9 @@ def merge_summaries(parts: Sequence[dict], names: Sequence[str] | None = None, c
                 elif _same_run(run, next(r for r in merged["runs"] if r["seed"] == run["seed"])):
                     continue  # one run, reused by two comparisons in one directory
                 else:
-                    raise UserError(f"binarize {key[0]}, {key[1]}, seed {run['seed']} differs between {seen} and {name}")
+                    raise UserError(
+                        f"binarize {key[0]}, {key[1]}, seed {run['seed']} differs between {seen} and {name}"
+                    )
     # Scopes and methods in the registry's order, runs by seed.
     scopes = sorted(dict.fromkeys(k[0] for k in entries), key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
     order = {m: i for i, m in enumerate(ROWS)}

@@ -69,7 +69,9 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "weight decay (never on slopes)")
     lr_steps: list[int] = _f([], "epochs (comma-separated) at which the lr is multiplied by --lr-gamma")
     lr_gamma: float = _f(0.1, "lr factor at each of --lr-steps")
-    growth: float | None = _f(None, "growth strength on the slopes; unset: the schedule's own (paper 0.001, adaptive 0)")
+    growth: float | None = _f(
+        None, "growth strength on the slopes; unset: the schedule's own (paper 0.001, adaptive 0)"
+    )
     growth_kind: str = _f("log", "growth penalty on the slopes")
     slope_lr_mult: float = _f(SLOPE_LR_MULT, "slope learning rate, as a multiple of the weights'")
     init_slope: float = _f(1.0, "initial ABR slope")
@@ -77,12 +79,16 @@ class TrainConfig:
     shared_slope: bool = _f(False, "one slope per layer instead of one per channel")
     binary_loss: float = _f(0.0, "strength of the per-output penalty min(y, 1 - y)")
     # how the ABRs become steps over the budget (epochs + finetune_epochs + frozen_epochs)
-    schedule: str = _f("adaptive", "adaptive: abrnet.BinarizationSchedule over the budget; paper: the reference's two phases")
+    schedule: str = _f(
+        "adaptive", "adaptive: abrnet.BinarizationSchedule over the budget; paper: the reference's two phases"
+    )
     binarize_at: float = _f(BINARIZE_AT, "adaptive: share of the steps after which the slope floors rise")
     freeze_at: float = _f(FREEZE_AT, "adaptive: share of the steps after which layers freeze, first to last")
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
-    window_share: float | None = _f(None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's")
+    window_share: float | None = _f(
+        None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's"
+    )
     finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
     finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
     finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")
@@ -107,7 +113,16 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in options:
                 raise UserError(f"unknown {name.replace('_', '-')} {value!r}: choose from {', '.join(options)}")
-        for name in ("growth", "finetune_growth", "frozen_growth", "lr", "finetune_lr", "frozen_lr", "weight_decay", "binary_loss"):
+        for name in (
+            "growth",
+            "finetune_growth",
+            "frozen_growth",
+            "lr",
+            "finetune_lr",
+            "frozen_lr",
+            "weight_decay",
+            "binary_loss",
+        ):
             if (getattr(self, name) or 0) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "slope_lr_mult", "init_slope", "min_slope"):

@@ -54,7 +54,6 @@ def load_dataset(
     return formats.imagenet(root, train_augment, limit)
 
 
-
 def _digits() -> tuple[InMemoryDataset, InMemoryDataset]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -70,5 +69,3 @@ def _digits() -> tuple[InMemoryDataset, InMemoryDataset]:
         InMemoryDataset(x_train, torch.as_tensor(y_train), mean, std, scale=1 / 16),
         InMemoryDataset(x_test, torch.as_tensor(y_test), mean, std, scale=1 / 16),
     )
-
-

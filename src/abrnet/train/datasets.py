@@ -45,9 +45,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 10, (1, 8, 8), _DIGITS),
     "mnist": DatasetInfo("mnist", 10, (1, 28, 28), _DIGITS, ((0.1307,), (0.3081,))),
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, (1, 28, 28), _FASHION, ((0.2860,), (0.3530,))),
-    "cifar10": DatasetInfo(
-        "cifar10", 10, (3, 32, 32), _CIFAR10, ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-    ),
+    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), _CIFAR10, ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))),
     # The real class count and names come from the folders when loaded.
     "imagenet": DatasetInfo(
         "imagenet", 1000, (3, 224, 224), (), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), False, (1, 5)

@@ -106,7 +106,6 @@ class Trainer:
         for name in self._binary[len(self._frozen) : want]:
             self._frozen.extend(freeze(self.model, [name]))
 
-
     # -- checkpoints --------------------------------------------------------------
     def save(self) -> None:
         if not self.dist.main:

@@ -108,7 +108,6 @@ def _crop_flip(x: Tensor, pad: int) -> Tensor:
     return torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
 
 
-
 @contextmanager
 def parse_errors(name: str, where: Path) -> Iterator[None]:
     try:
@@ -123,4 +122,3 @@ def parse_errors(name: str, where: Path) -> Iterator[None]:
 def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-

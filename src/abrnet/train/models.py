@@ -92,7 +92,9 @@ def quick(act: Act, num_classes: int, input_shape, batchnorm=False) -> nn.Module
         nn.Flatten(),
     )  # fmt: skip
     n = _flat_size(features, input_shape)
-    return nn.Sequential(features, nn.Linear(n, 64), *_norm(batchnorm, 64, 1), act(64, True), nn.Linear(64, num_classes))
+    return nn.Sequential(
+        features, nn.Linear(n, 64), *_norm(batchnorm, 64, 1), act(64, True), nn.Linear(64, num_classes)
+    )
 
 
 @register("caffenet")

@@ -200,7 +200,9 @@ def format_report(report: dict) -> str:
         lines.append("")
         lines.append(f"{'layer':<22} {'slope min/mean/max':>24} {'exact 0':>8} {'exact 1':>8} {'between':>8}")
         for name, s in report["layers"].items():
-            slope = "-" if s["slope_mean"] is None else f"{s['slope_min']:.3g}/{s['slope_mean']:.3g}/{s['slope_max']:.3g}"
+            slope = (
+                "-" if s["slope_mean"] is None else f"{s['slope_min']:.3g}/{s['slope_mean']:.3g}/{s['slope_max']:.3g}"
+            )
             lines.append(f"{name[:22]:<22} {slope:>24} {s['zero']:>8.4f} {s['one']:>8.4f} {s['between']:>8.4f}")
         d = report["deployed_binary"]
         lines.append(f"deployed: {d['layers']} step layers, {d['non_binary_outputs']} of "

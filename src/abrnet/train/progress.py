@@ -18,9 +18,7 @@ class Bar:
         self.trainer = trainer
         self.outputs: dict[str, torch.Tensor] = {}
         model = trainer.model
-        self.handles = [
-            model.get_submodule(n).register_forward_hook(self._keep(n)) for n in binary_layers(model)
-        ]
+        self.handles = [model.get_submodule(n).register_forward_hook(self._keep(n)) for n in binary_layers(model)]
         total = trainer.steps_per_epoch
         self.bar = tqdm(total=total, desc=desc, leave=True, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
         self.n = 0

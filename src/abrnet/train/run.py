@@ -89,9 +89,7 @@ class Run:
     def datasets(self, limit: int | None = None):
         from .data import load_dataset
 
-        train, test, _ = load_dataset(
-            self.config.dataset, self.config.data_dir, limit=limit or self.config.limit
-        )
+        train, test, _ = load_dataset(self.config.dataset, self.config.data_dir, limit=limit or self.config.limit)
         return train, test
 
     def loader(self, ds, device, batch_size: int | None = None):
