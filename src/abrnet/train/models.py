@@ -74,7 +74,7 @@ def lenet(act: Act, num_classes: int, input_shape, batchnorm=False) -> nn.Module
 
 
 @register("quick")
-def quick(act: Act, num_classes: int, input_shape, batchnorm=False) -> nn.Module:
+def quick(act: Act, num_classes: int, input_shape, batchnorm=False, hidden=64) -> nn.Module:
     """The CIFAR-10 "quick" net of the reference (Caffe pools round up: ceil_mode).
 
     As in Caffe's cifar10_quick, the first activation comes after the max pool: a
@@ -93,7 +93,7 @@ def quick(act: Act, num_classes: int, input_shape, batchnorm=False) -> nn.Module
     )  # fmt: skip
     n = _flat_size(features, input_shape)
     return nn.Sequential(
-        features, nn.Linear(n, 64), *_norm(batchnorm, 64, 1), act(64, True), nn.Linear(64, num_classes)
+        features, nn.Linear(n, hidden), *_norm(batchnorm, hidden, 1), act(hidden, True), nn.Linear(hidden, num_classes)
     )
 
 
