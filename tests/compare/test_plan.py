@@ -44,7 +44,11 @@ def test_plan_order_dirs_and_common_config():
     assert plan[3].label == "[4/8] binarize all, abr, seed 1" and plan[3].name == "binarize all, abr, seed 1"
     assert plan[3].rel == "all/abr-seed1" and plan[3].run_dir == out / "all" / "abr-seed1"
     assert all(r.config.epochs == 1 for r in plan)
-    assert (plan[5].config.method, plan[5].config.seed, plan[5].config.binarize) == ("relu", 1, "last")
+    assert (plan[7].config.method, plan[7].config.seed, plan[7].config.binarize) == ("abr", 1, "last")
+    # relu in the last scope is relu in the first: the same config, folder and run.
+    assert (plan[5].config.method, plan[5].config.seed, plan[5].config.binarize) == ("relu", 1, "all")
+    assert plan[5].rel == "all/relu-seed1" and plan[5].same_as == 2 and plan[5].scope == "last"
+    assert [r.index for r in plan if r.same_as is None] == [1, 2, 3, 4, 7, 8]
     common = P.common_config(plan)
     assert common["epochs"] == 1 and not set(P.VARYING) & set(common)
 

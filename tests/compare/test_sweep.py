@@ -288,6 +288,27 @@ def test_killed_compare_resumes_and_runs_both_scopes(tmp_path):
     assert "## binarize all" in table and "## binarize last" in table
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_relu_is_trained_once_for_every_scope(tmp_path, jobs):
+    # ReLU has no binary layer: its network is the same in every scope, so one run (in
+    # the first scope's folder) stands for it in all of them.
+    out = tmp_path / "cmp"
+    args = ["--recipe", "digits", "--methods", "relu", "--binarize", "all,last", "--seeds", "1", *QUICK,
+            "--limit", "100", "--jobs", jobs, "--out", str(out)]  # fmt: skip
+    done = _compare(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 runs into" in done.stdout and "(1 shared between scopes" in done.stdout
+    assert done.stdout.count("training in") == 1
+    assert (out / "all" / "relu-seed0" / "report.json").is_file() and not (out / "last").exists()
+    summary = json.loads((out / "compare.json").read_text())
+    (all_, last) = summary["results"]
+    assert (all_["binarize"], last["binarize"]) == ("all", "last")
+    assert all_["runs"] == last["runs"] and last["runs"][0]["run_dir"] == "all/relu-seed0"
+    assert summary["wall_time_s"] == all_["runs"][0]["wall_time_s"]  # counted once
+    again = _compare(args, tmp_path)  # and reused as one run
+    assert again.returncode == 0 and "2 runs into" in again.stdout and "1 finished, 0 to train" in again.stdout
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

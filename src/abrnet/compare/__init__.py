@@ -20,7 +20,9 @@ Layout of ``OUT``::
 
     compare.json                  results, schema below
     compare.md                    the same as Markdown tables, one per scope
-    <scope>/<method>-seed<N>/     one run directory each (see abrnet.train.run)
+    <scope>/<method>-seed<N>/     one run directory each (see abrnet.train.run); relu,
+                                  which has no binary layer, is trained once, in the
+                                  first scope's folder, and stands for every scope
 
 The comparison is resumable: a run whose ``report.json`` exists is reused, not
 retrained; a run with a ``config.json`` but no report (the job was killed) resumes
@@ -42,7 +44,8 @@ directory is checked before anything is trained.
     machine       {"platform", "python", "torch", "cpu", "cpu_count", "torch_threads"
                    (per run: 1 when jobs > 1), "cuda": [device names], "device"}
     wall_time_s   total wall time of the runs, from their reports (a reused run counts
-                  its own; a resumed run only the part after the resume)
+                  its own; a resumed run only the part after the resume; a relu run
+                  shared by several scopes once)
     elapsed_s     wall time of this invocation (small when every run was reused)
     results       one entry per (binarize, method), in command order:
       binarize, method

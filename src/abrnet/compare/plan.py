@@ -20,6 +20,8 @@ VARYING = ("method", "seed", "binarize")
 ROWS: dict[str, dict] = {m: {"method": m} for m in METHODS if m != "abr"}
 ROWS["abr-paper"] = {"method": "abr", "schedule": "paper"}
 ROWS["abr"] = {"method": "abr", "schedule": "adaptive"}
+# Rows whose network does not depend on the scope (no binary layer).
+SCOPE_FREE = ("relu",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Run:
     config: TrainConfig
     run_dir: Path
     rel: str  # run_dir relative to the comparison directory
+    same_as: int | None = None  # index of the run this one is (relu in a later scope)
 
     @property
     def name(self) -> str:
@@ -98,11 +101,18 @@ def make_plan(
     if overrides.get("baseline"):
         raise UserError("compare trains ReLU as a method of its own: use --methods relu,... instead of --baseline")
     keys = [(scope, method, seed) for scope in scopes for method in methods for seed in seeds]
-    plan = []
+    plan: list[Run] = []
+    first: dict[tuple[str, int], int] = {}
     for i, (scope, method, seed) in enumerate(keys, 1):
-        cfg = resolve(recipe, {**overrides, **ROWS[method], "seed": seed, "binarize": scope})
-        rel = f"{scope}/{method}-seed{seed}"
-        plan.append(Run(i, len(keys), scope, method, seed, cfg, out / rel, rel))
+        # ReLU has no binary layer, so its network is the same in every scope: trained
+        # once, in the first scope, and that run stands for it in the others.
+        home = scopes[0] if method in SCOPE_FREE else scope
+        cfg = resolve(recipe, {**overrides, **ROWS[method], "seed": seed, "binarize": home})
+        rel = f"{home}/{method}-seed{seed}"
+        if home == scope:
+            first[(method, seed)] = i
+        same_as = None if home == scope else first[(method, seed)]
+        plan.append(Run(i, len(keys), scope, method, seed, cfg, out / rel, rel, same_as))
     return plan
 
 

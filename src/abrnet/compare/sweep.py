@@ -78,6 +78,8 @@ def run_compare(
     rows: dict[int, dict] = {}
     todo: list[tuple[Run, bool]] = []
     for run in plan:
+        if run.same_as is not None:  # filled from the run it is, below
+            continue
         report = finished_report(run.run_dir, run.config)
         if report is not None:
             rows[run.index] = run_row(report, run.seed, run.rel, True, run.run_dir)
@@ -85,7 +87,9 @@ def run_compare(
             todo.append((run, resumable(run.run_dir, run.config)))
     if log:
         at_once = f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""
-        log(f"{len(plan)} runs into {out}: {len(rows)} finished, {len(todo)} to train{at_once}")
+        same = sum(run.same_as is not None for run in plan)
+        shared = f" ({same} shared between scopes: relu has no binary layer)" if same else ""
+        log(f"{len(plan)} runs into {out}{shared}: {len(rows)} finished, {len(todo)} to train{at_once}")
     if jobs == 1:
         _in_process(plan, todo, rows, log)
     else:
@@ -93,6 +97,9 @@ def run_compare(
             if run.index in rows and log:
                 log(f"{run.label}: {describe(rows[run.index])}")
         _in_workers(todo, rows, jobs, log)
+        for run in plan:
+            if run.same_as is not None:
+                rows[run.index] = rows[run.same_as]
 
     entries: list[dict] = []
     for run in plan:  # the rows in plan order, whatever order the runs finished in
@@ -113,7 +120,7 @@ def run_compare(
         "config": common,
         "commit": git_commit(),
         "machine": machine_info(common.get("device", "auto"), threads=1 if jobs > 1 else None),
-        "wall_time_s": sum(r["wall_time_s"] for e in entries for r in e["runs"]),
+        "wall_time_s": sum(rows[run.index]["wall_time_s"] for run in plan if run.same_as is None),
         "elapsed_s": time.perf_counter() - started,
         "results": entries,
     }
@@ -135,6 +142,8 @@ def _train(run: Run, resume: bool) -> dict:
 def _in_process(plan: list[Run], todo: list[tuple[Run, bool]], rows: dict[int, dict], log: Log | None) -> None:
     resume = {run.index: r for run, r in todo}
     for run in plan:
+        if run.same_as is not None:
+            rows[run.index] = rows[run.same_as]
         reused = run.index in rows
         if not reused:
             if log:
