@@ -84,12 +84,14 @@ def leads_table(folder: Path) -> str:
         data = json.loads(path.read_text())
         if "results" in data:  # compare.json
             model = data["config"]["model"]
-            rows = [(r["seed"], r["deployed"]) for e in data["results"] for r in e["runs"]]
+            several = len(data["results"]) > 1  # then each row names its method
+            rows = [(r["seed"], r["deployed"], f" ({e['method']})" if several else "")
+                    for e in data["results"] for r in e["runs"]]  # fmt: skip
         else:  # report.json
             acc = data["accuracy"]  # a ReLU run has no deployed binary net: its float accuracy
-            model, rows = data["model"], [(data["config"]["seed"], acc.get("binary", acc["train_form"]))]
-        for seed, acc in rows:
-            lines.append(f"| {run['variant']} | {model} | {seed} | {acc * 100:.2f} | `{run['command']}` |")
+            model, rows = data["model"], [(data["config"]["seed"], acc.get("binary", acc["train_form"]), "")]
+        for seed, acc, method in rows:
+            lines.append(f"| {run['variant']}{method} | {model} | {seed} | {acc * 100:.2f} | `{run['command']}` |")
     return "\n".join(lines) + "\n"
 
 
