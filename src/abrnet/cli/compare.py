@@ -90,10 +90,9 @@ def _command(args: argparse.Namespace, out: Path, flags: dict) -> str:
 def _merge(args: argparse.Namespace) -> int:
     import json
 
-    from ..compare import format_markdown
     from ..compare.merge import merge_summaries
+    from ..compare.sweep import write_summary
     from ..errors import UserError
-    from ..train.checkpoint import atomic_write_text
 
     if args.out is None:
         raise UserError("--merge needs --out, the directory of the merged comparison")
@@ -107,11 +106,11 @@ def _merge(args: argparse.Namespace) -> int:
         names.append(str(file))
     command = shlex.join(["abrnet", "compare", "--merge", *names, "--out", str(args.out)])
     summary = merge_summaries(parts, names, command)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "compare.json", json.dumps(summary, indent=2) + "\n")
-    markdown = format_markdown(summary)
-    atomic_write_text(args.out / "compare.md", markdown)
-    print(markdown, end="")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out {args.out} ({err.strerror or err})") from None
+    print(write_summary(summary, args.out), end="")
     print(f"results: {args.out / 'compare.json'}, {args.out / 'compare.md'}")
     return 0
 

@@ -124,12 +124,18 @@ def run_compare(
         "elapsed_s": time.perf_counter() - started,
         "results": entries,
     }
-    atomic_write_text(out / "compare.json", json.dumps(summary, indent=2) + "\n")
-    markdown = format_markdown(summary)
-    atomic_write_text(out / "compare.md", markdown)
+    markdown = write_summary(summary, out)
     if log:
         log(markdown)
     return summary
+
+
+def write_summary(summary: dict, out: Path) -> str:
+    """Write ``out/compare.json`` and ``out/compare.md`` (each atomically); returns the Markdown."""
+    atomic_write_text(out / "compare.json", json.dumps(summary, indent=2) + "\n")
+    markdown = format_markdown(summary)
+    atomic_write_text(out / "compare.md", markdown)
+    return markdown
 
 
 def _train(run: Run, resume: bool) -> dict:
