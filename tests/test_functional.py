@@ -206,3 +206,26 @@ def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
     y = F.windowed(x, 1.5)
     assert y[0].isnan() and y[1:].tolist() == [0.0, 1.0]
     assert torch.isnan(y.sum()) and y.grad_fn is not None
+
+
+def test_windowed_width_gradients_are_the_centred_clamps_in_x_and_in_the_width():
+    # With a learnable width the backward is clamp(x / width + 1/2, 0, 1)'s in both inputs:
+    # 1/width on x inside |x| < width/2, and -x/width**2 on the width, summed.
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(40, generator=g, dtype=torch.float64) - 0.5) * 3
+    width = torch.tensor(1.3, dtype=torch.float64)
+    x = x[((x.abs() - width / 2).abs() > 1e-3)].requires_grad_()  # off the kinks
+    width.requires_grad_()
+
+    # given the surrogate's own values as the forward, the op is hardtanh(x / width): gradcheck applies
+    def own(a, w):
+        return F.windowed(a, 0.0, torch.nn.functional.hardtanh(a / w, -0.5, 0.5).detach(), width=w)
+
+    assert torch.autograd.gradcheck(own, (x, width))
+    y = F.windowed(x, 0.0, width=width)
+    assert torch.equal(y, F.step(x.detach()))  # the forward is the step, whatever the width
+    got = torch.autograd.grad(y.sum(), (x, width))
+    want = torch.autograd.grad(torch.clamp(x / width + 0.5, 0.0, 1.0).sum(), (x, width))
+    torch.testing.assert_close(got, want)
+    inside = x.detach().abs() < width.detach() / 2
+    assert inside.any() and not inside.all() and got[1].item() != 0.0

@@ -164,6 +164,7 @@ def test_state_dict_rebuilds_floors_and_frozen_layers():
     again = BinarizationSchedule(twin, torch.optim.SGD(twin.parameters(), lr=0.05), 30)
     again.load_state_dict(state)
     assert again.frozen_count() == sched.frozen_count()
+    assert {n: w.item() for n, w in again.width.items()} == state["width"] != {"1": 1.0, "3": 1.0}
     assert [m.min_slope for m in again.abrs.values()] == [m.min_slope for m in sched.abrs.values()]
     with torch.no_grad():
         assert torch.equal(twin.eval()(x), model.eval()(x))
@@ -289,3 +290,67 @@ def test_binary_loss_stops_when_the_surrogate_takes_over():
         if sched.stage == "learn":
             assert abrnet.binary_loss(model).item() > 0
     assert sched.frozen_count() == 1 and model[1].last_binary_loss is None
+
+
+def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer():
+    model = _mlp()
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x)
+    group = opt.param_groups[-1]
+    assert group["name"] == "windows" and group["lr"] == 0.05 and group["weight_decay"] == 0.0
+    assert group["params"] == list(sched.width.values()) and len(group["params"]) == 2
+    sched.step_count = 9
+    sched.after_step()  # the binarize stage begins: each width is placed at 1/w0
+    abr, width = model[1], sched.width["1"]
+    assert abr.window_width is width and width.item() == pytest.approx(1 / sched.start["1"])
+    h = model[0](x).detach().requires_grad_()
+    abr(h).sum().backward()
+    inside = h.detach().abs() < width.detach() / 2
+    assert inside.any() and not inside.all()
+    torch.testing.assert_close(h.grad, inside.float() / width.detach())  # the window's gradient
+    assert width.grad is not None and width.grad.item() != 0.0
+    before = {n: w.item() for n, w in sched.width.items()}
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert all(w.item() != before[n] for n, w in sched.width.items())
+    # not the model's: its state_dict, and so its checkpoints and the deployed net, are as before
+    assert set(model.state_dict()) == set(_mlp().state_dict())
+    sched.remove()
+    assert abr.window is None and abr.window_width is None
+
+
+def test_fixed_window_adds_nothing_to_the_optimizer():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sched = BinarizationSchedule(model, opt, 100, learn_window=False)
+    assert len(opt.param_groups) == 1 and sched.width == {}
+    sched.step_count = 50
+    sched.after_step()
+    assert model[1].window == sched.start["1"] and model[1].window_width is None
+
+
+def _average_in_process(rank: int, port: int, out) -> None:
+    from abrnet.windows import average_grads
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    a, b = torch.zeros((), requires_grad=True), torch.zeros((), requires_grad=True)
+    a.grad = torch.tensor(float(rank + 1))  # b has no gradient on either process
+    average_grads([a, b])
+    out.put((rank, a.grad.item(), b.grad.item()))
+    torch.distributed.destroy_process_group()
+
+
+def test_window_gradients_are_averaged_over_processes():
+    # The widths are not in DistributedDataParallel's buckets: the schedule averages them.
+    ctx = torch.multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_average_in_process, args=(r, 29543, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got == [(0, 1.5, 0.0), (1, 1.5, 0.0)]

@@ -111,12 +111,17 @@ def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3,
     return torch.nn.functional.hardtanh(x * w, 0.0, 1.0)
 
 
-def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
+def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor | None = None) -> Tensor:
     """The surrogate gradient of the binarization schedule: forward, ``value`` (computed
     from ``x`` without a graph, such as an ABR's output) or by default the exact step
     ``[x > 0]``; backward, the gradient of ``clamp(w0 x + 1/2, 0, 1)`` with respect to
     ``x``: ``w0`` inside ``|x| < 1/(2 w0)``, a window centred on the step's threshold, 0
     outside.
+
+    ``width``, a positive 0-dim tensor, replaces ``w0`` by ``1/width``, the window's full
+    width, and takes the gradient of ``clamp(x/width + 1/2, 0, 1)`` with respect to it:
+    ``-x/width**2`` inside the window (1-bit PACT's gradient on its clip level, centred),
+    so the width can be learned.
 
     Built as ``s = hardtanh(w0 x, -1/2, 1/2)``, whose values are then overwritten in
     place through ``s.detach()``: with the step as ``ceil(s)`` (1 above 0, 0 at and below
@@ -126,11 +131,15 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None) -> Tensor:
     Function: on small nets, where a step is bound by per-op dispatch, the fastest of
     the forms measured (docs/benchmarks.md).
     """
-    if not w0 > 0:
+    if width is not None:
+        scaled = x / width
+    elif not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
-    # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
-    # tensor on every call, and one of another dtype is cast in the backward.
-    s = torch.nn.functional.hardtanh(x * _scalar(float(w0), x.dtype), -0.5, 0.5)
+    else:
+        # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
+        # tensor on every call, and one of another dtype is cast in the backward.
+        scaled = x * _scalar(float(w0), x.dtype)
+    s = torch.nn.functional.hardtanh(scaled, -0.5, 0.5)
     out = s.detach()
     out.ceil_() if value is None else out.copy_(value)
     return s

@@ -59,8 +59,10 @@ class ABR(LazyModuleMixin, nn.Module):
         self.floored_at: tuple[int, float] | None = None
         # Set by BinarizationSchedule in its later stages: while training, the backward
         # pass is the surrogate window of slope ``window`` (functional.windowed); a frozen
-        # layer's forward is its exact step.
+        # layer's forward is its exact step. ``window_width``, when the schedule learns the
+        # window: a 0-dim tensor holding its width 1/w0, which takes the window's gradient.
         self.window: float | None = None
+        self.window_width: Tensor | None = None
         self.frozen = False
         if shared:
             num_channels = 1
@@ -98,13 +100,15 @@ class ABR(LazyModuleMixin, nn.Module):
             # a module's setattr costs more than a small layer's kernel.)
             self.last_binary_loss = None
         if self.frozen:
-            return F.windowed(x, self.window) if self.window is not None and torch.is_grad_enabled() else F.step(x)
+            if self.window is not None and torch.is_grad_enabled():
+                return F.windowed(x, self.window, width=self.window_width)
+            return F.step(x)
         # (Not under torch.compile, which sees the floor's kernels fused anyway.)
         floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)
         if self.window is not None and torch.is_grad_enabled():
             with torch.no_grad():
                 y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
-            return F.windowed(x, self.window, y)
+            return F.windowed(x, self.window, y, width=self.window_width)
         y = F.abr(x, self.slope, self.channel_dim, self.min_slope, floored)
         if self.binary_loss > 0 and self.training:
             # Per example: summed over units, averaged over the batch, so the gradient

@@ -12,9 +12,11 @@ training form = deployed form). Three stages, from docs/method.md's study:
 2. ``binarize`` (``binarize_at <= p < freeze_at``): each layer's slope floor rises
    geometrically from where its slopes are to the slope at which ``saturate`` of its
    held-out pre-activations fall outside the linear region. By default (``surrogate``)
-   each ABR's backward is from then on the gradient of ``clamp(w0 x + 1/2, 0, 1)`` at
-   its starting slope ``w0``, a fixed window centred on the step's threshold; without
-   it, the ABR's own ``w * grad``, with the gradients upstream divided by the floors' rise.
+   each ABR's backward is from then on the gradient of ``clamp(w0 x + 1/2, 0, 1)``, a
+   window centred on the step's threshold, starting at the layer's mean slope ``w0``
+   and (``learn_window``, the default) learned from there, one width per layer, as
+   1-bit PACT learns its clip level; without it, the ABR's own ``w * grad``, with the
+   gradients upstream divided by the floors' rise.
 3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
    to last, at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
    backward the surrogate, so the rest of the budget trains the binary network itself.
@@ -40,6 +42,7 @@ from .layers import ABR
 from .penalty import abr_layers, add_growth_grad_, clamp_layers_
 from .stats import slopes_at_shares
 from .steps import binary_layers, freeze
+from .windows import add_widths, average_grads, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config. Early: with the surrogate, the
@@ -75,6 +78,13 @@ class BinarizationSchedule:
             step: the window that passes gradient keeps its width (no compensation is
             then needed), and frozen layers pass it too. ``False``: the ABR's own
             gradient, compensated by ``compensate``.
+        learn_window: (default, with ``surrogate``) each layer's window width ``1/w0``
+            is a scalar trained by the optimizer from the ``binarize`` stage on, with the
+            gradient of ``clamp(x/width + 1/2, 0, 1)`` (docs/method.md): the schedule
+            adds it to ``optimizer`` as a param group named ``"windows"`` (base
+            learning rate, no weight decay), so build the schedule before any
+            ``lr_scheduler`` and before loading the optimizer's state on a resume.
+            ``False``: the window stays at ``w0``.
         window_share: each layer's ``w0`` set so that this share of its held-out
             inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
             the layer's mean slope (docs/method.md).
@@ -85,7 +95,9 @@ class BinarizationSchedule:
     :meth:`after_step` (slopes clamped to their floors, layers frozen when due).
     :meth:`state_dict` and :meth:`load_state_dict` carry it across a resume. Under
     ``DistributedDataParallel``, pass ``find_unused_parameters=True``: from the
-    ``binarize`` stage on the slopes take no gradient (the floors set them).
+    ``binarize`` stage on the slopes take no gradient (the floors set them); the window
+    widths are not the model's parameters, so the schedule averages their gradients
+    over the processes itself.
     """
 
     def __init__(
@@ -106,6 +118,7 @@ class BinarizationSchedule:
         straight_through: bool = False,
         surrogate: bool = True,
         window_share: float | None = None,
+        learn_window: bool = True,
         hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
@@ -141,6 +154,9 @@ class BinarizationSchedule:
         self._synced: tuple | None = None  # (stage, frozen, measured) at the last _sync
         self._handles: list = []  # freeze hooks (straight_through without surrogate)
         self._upstream = _upstream_params(model, self.names)
+        # per ABR: the window's width 1/w0, learned (a tensor, not a model parameter: the
+        # model's state_dict and the deployed net do not change); set when the stage begins
+        self.width = add_widths(optimizer, self.abrs, model) if surrogate and learn_window else {}
         self._hooks = []
         if hook_optimizer:
             self._hooks = [optimizer.register_step_pre_hook(lambda *a: self.before_step()),
@@ -199,6 +215,8 @@ class BinarizationSchedule:
         pass in a closure, as Lightning's does, calls it after the backward itself)."""
         if self.growth > 0 and self.stage == "learn":
             add_growth_grad_(self.model, self.growth, self.kind)
+        if self.width and self.end:
+            average_grads(list(self.width.values()))
         r = 1.0 if self.surrogate else self.rise() ** self.compensate
         if r > 1.0:
             grads = [p.grad for p in self._upstream if p.grad is not None]
@@ -215,6 +233,9 @@ class BinarizationSchedule:
             self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
             self._synced = None
         self._sync()
+        if self.width and self.end:
+            with torch.no_grad():  # a width under 1/max_slope would be a slope above it
+                torch._foreach_clamp_min_(list(self.width.values()), 1.0 / self.max_slope)
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
@@ -234,6 +255,8 @@ class BinarizationSchedule:
                 m.min_slope = floor
             if window and m.window != self.window.get(name, self.start[name]):
                 m.window = self.window.get(name, self.start[name])
+            if window and m.window_width is not self.width.get(name):
+                m.window_width = self.width.get(name)
         for name in self.names[len(self._frozen) : want]:
             if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
                 self._handles.extend(freeze(self.model, [name], straight_through=True))
@@ -257,11 +280,14 @@ class BinarizationSchedule:
             )
             if got.get("window"):  # |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
                 self.window[name] = min(got["window"] / 2, self.max_slope)
+        # the learned windows start where the fixed ones would be
+        place_widths(self.width, self.abrs, {n: 1.0 / self.window.get(n, self.start[n]) for n in self.width})
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"step": self.step_count, "total_steps": self.total_steps, "start": dict(self.start),
-                "end": dict(self.end), "window": dict(self.window)}  # fmt: skip
+                "end": dict(self.end), "window": dict(self.window),
+                "width": {n: w.item() for n, w in self.width.items()}}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Continue where a saved schedule stopped: floors and frozen layers are functions
@@ -269,6 +295,10 @@ class BinarizationSchedule:
         self.step_count = int(state["step"])
         self.start, self.end = dict(state["start"]), dict(state["end"])
         self.window = dict(state.get("window", {}))  # (absent from older checkpoints)
+        with torch.no_grad():
+            for name, value in state.get("width", {}).items():
+                if name in self.width:
+                    self.width[name].fill_(value)
         self._synced = None
         self._sync()
 
@@ -279,7 +309,7 @@ class BinarizationSchedule:
             h.remove()
         self._hooks = []
         for m in self.abrs.values():
-            m.window = None
+            m.window, m.window_width = None, None
 
     def __repr__(self) -> str:
         return (f"BinarizationSchedule(step {self.step_count}/{self.total_steps}, stage {self.stage}, "
