@@ -37,6 +37,8 @@ def test_train_default_recipe_writes_a_complete_run(digits_run):
     assert "deployed step network (exact 0/1)" in run.stdout and "ReLU baseline" in run.stdout
     metrics = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and [m["phase"] for m in metrics] == [1, 2]
+    last = json.loads((out / "dynamics.jsonl").read_text().splitlines()[-1])
+    assert all(layer["window_width"] > 0 for layer in last["layers"].values())  # the learned windows
     config = json.loads((out / "config.json").read_text())
     assert config["limit"] == 300 and config["baseline"] is True and config["recipe"] == "digits"
 

@@ -92,6 +92,10 @@ def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
     assert torch.equal(t.model(x), abrnet.binarize(t.model)(x))
     _, meta = checkpoint.read_checkpoint(tmp_path / "checkpoint.safetensors")
     assert meta["frozen"] == 1 and meta["binarization"]["step"] == t.step == t.total_steps
+    # the learned window: in the optimizer, on the same lr decay; trained; in the checkpoint
+    assert t.opt.param_groups[-1]["name"] == "windows" and t.opt.param_groups[-1]["lr"] == pytest.approx(0.005)
+    width, start = meta["binarization"]["width"]["2"], meta["binarization"]["start"]["2"]
+    assert width == t.binarization.width["2"].item() and width != pytest.approx(1 / start)
 
 
 def test_the_adaptive_schedule_leaves_rival_activations_alone(tmp_path):

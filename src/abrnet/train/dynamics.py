@@ -106,6 +106,9 @@ class DynamicsRecorder(Callback):
                 "between": (c.n - c.zero - c.one) / total,
                 "flip": flip,
             }
+            width = getattr(model.get_submodule(n), "window_width", None)
+            if width is not None:  # the learned surrogate window's width 1/w0 (BinarizationSchedule)
+                layers[n]["window_width"] = width.item()
         row = {
             "kind": kind,
             "step": trainer.step,
