@@ -10,7 +10,19 @@ import pytest
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "abrnet"
 # The core: flat modules at abrnet.*. Everything else is an application package.
-CORE = {"functional", "layers", "penalty", "convert", "steps", "stats", "errors", "rivals", "hashnet", "schedule", "windows"}
+CORE = {
+    "functional",
+    "layers",
+    "penalty",
+    "convert",
+    "steps",
+    "stats",
+    "errors",
+    "rivals",
+    "hashnet",
+    "schedule",
+    "windows",
+}
 APPS = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
 THIRD_PARTY_IN_CORE = {"torch", "numpy"}
 

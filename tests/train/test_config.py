@@ -3,6 +3,7 @@ line read it, recipes state only what differs from the defaults, and every regis
 model trains with every registered method."""
 
 import dataclasses
+import json
 import sys
 
 import pytest
@@ -16,7 +17,7 @@ from abrnet.train.config import CHOICES, TrainConfig, load_recipe, recipe_names,
 from abrnet.train.datasets import DATASETS
 from abrnet.train.models import MODELS
 from abrnet.train.phases import REFERENCE_FINETUNE, finetune_values, growth_at, lr_at, phase_of
-from abrnet.train.run import build_model
+from abrnet.train.run import build_model, read_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,3 +103,14 @@ def test_every_model_trains_with_every_method(model, method):
     out.sum().backward()
     assert out.shape == (2, 4)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_a_run_saved_before_the_learned_window_resumes_with_the_fixed_one(tmp_path):
+    # Its config.json has no learn_window: it trained with the fixed window, and a resume
+    # must go on that way (its optimizer state has no "windows" group either).
+    data = json.loads(TrainConfig().to_json())
+    assert data.pop("learn_window") is True
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert read_config(tmp_path).learn_window is False
+    (tmp_path / "config.json").write_text(TrainConfig().to_json())
+    assert read_config(tmp_path).learn_window is True

@@ -27,6 +27,9 @@ from .datasets import DATASETS
 from .models import MODELS
 
 SCOPES = ("all", "last")
+# Fields added with a default that changed the maths, and the value a run saved before
+# them trained with: its config.json lacks them, and a resume must go on the same way.
+SAVED_BEFORE = {"learn_window": False}
 # adaptive (the default): abrnet.BinarizationSchedule drives the ABRs over the whole
 # budget; with its centred surrogate and early stages it is measured above the paper
 # schedule on the digits and on both Fashion-MNIST nets (docs/results.md). paper: the

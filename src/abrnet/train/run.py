@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..rivals import make_activation
 from ..steps import binarize, binary_layers, freeze
 from .checkpoint import load_model_state, read_checkpoint
-from .config import TrainConfig
+from .config import SAVED_BEFORE, TrainConfig
 from .datasets import DATASETS, make_loader
 from .models import create_model
 from .phases import frozen_count
@@ -72,7 +72,7 @@ def read_config(run_dir: Path) -> TrainConfig:
         raise UserError(f"{path} is corrupt ({err})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} is not an abrnet config")
-    return TrainConfig.from_dict(data, str(path)).validate()
+    return TrainConfig.from_dict({**SAVED_BEFORE, **data}, str(path)).validate()
 
 
 @dataclass
