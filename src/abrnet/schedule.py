@@ -32,16 +32,14 @@ Use in a plain loop (hooks on the optimizer do the per-step work)::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .functional import check_growth_kind
-from .layers import ABR
 from .penalty import abr_layers, add_growth_grad_, clamp_layers_
 from .stats import slopes_at_shares
-from .steps import binary_layers, freeze
+from .steps import binary_layers, freeze, upstream_params
 from .windows import add_widths, average_grads, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
@@ -153,7 +151,7 @@ class BinarizationSchedule:
         self._moving = list(self._layers)  # the layers whose slopes are clamped after a step
         self._synced: tuple | None = None  # (stage, frozen, measured) at the last _sync
         self._handles: list = []  # freeze hooks (straight_through without surrogate)
-        self._upstream = _upstream_params(model, self.names)
+        self._upstream = upstream_params(model, self.names)
         # per ABR: the window's width 1/w0, learned (a tensor, not a model parameter: the
         # model's state_dict and the deployed net do not change); set when the stage begins
         self.width = add_widths(optimizer, self.abrs, model) if surrogate and learn_window else {}
@@ -314,24 +312,3 @@ class BinarizationSchedule:
     def __repr__(self) -> str:
         return (f"BinarizationSchedule(step {self.step_count}/{self.total_steps}, stage {self.stage}, "
                 f"rise {self.rise():.3g}, frozen {self.frozen_count()}/{len(self.names)})")  # fmt: skip
-
-
-def _upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Parameter]:
-    """Parameters of the modules registered before the last binary layer, slopes
-    excluded: the ones whose gradient crosses an ABR. (Module order is the forward order
-    in sequential nets and in torchvision's; the classifier after the last one is out.)"""
-    if not names:
-        return []
-    last = names[-1]
-    seen: list[nn.Parameter] = []
-    ids: set[int] = set()
-    for name, module in model.named_modules():
-        if name == last:
-            break
-        if isinstance(module, ABR):
-            continue
-        for p in module.parameters(recurse=False):
-            if id(p) not in ids and p.requires_grad:
-                ids.add(id(p))
-                seen.append(p)
-    return seen

@@ -79,6 +79,27 @@ def binary_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if is_binarizable(m)]
 
 
+def upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Parameter]:
+    """Parameters of the modules registered before the last binary layer, slopes
+    excluded: the ones whose gradient crosses an ABR. (Module order is the forward order
+    in sequential nets and in torchvision's; the classifier after the last one is out.)"""
+    if not names:
+        return []
+    last = names[-1]
+    seen: list[nn.Parameter] = []
+    ids: set[int] = set()
+    for name, module in model.named_modules():
+        if name == last:
+            break
+        if isinstance(module, ABR):
+            continue
+        for p in module.parameters(recurse=False):
+            if id(p) not in ids and p.requires_grad:
+                ids.add(id(p))
+                seen.append(p)
+    return seen
+
+
 def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: bool = False) -> nn.Module:
     """A deployable copy of ``model`` in which the chosen ABRs are replaced by ``Step``.
 
