@@ -16,7 +16,8 @@ PACT's clip level is), created when the ``binarize`` stage starts at the default
 - backward wrt ``x``: ``1/alpha`` inside ``|x| < alpha/2``, the default's surrogate;
 - backward wrt ``alpha``: ``-x/alpha**2`` inside (centred: the threshold stays at 0);
   ``ABR_WP_THRESHOLD=1`` adds PACT's threshold term ``-1/(2 alpha)`` inside, as if the
-  window sat on ``[0, alpha)`` with the step at ``alpha/2``.
+  window sat on ``[0, alpha)`` with the step at ``alpha/2``;
+- ``ABR_WP_LR_MULT=k`` trains the widths at ``k`` times the weights' learning rate.
 """
 
 import os
@@ -31,6 +32,7 @@ from abrnet.layers import ABR
 from abrnet.schedule import BinarizationSchedule
 
 THRESHOLD = os.environ.get("ABR_WP_THRESHOLD", "0") == "1"
+LR_MULT = float(os.environ.get("ABR_WP_LR_MULT", "1"))
 MIN_ALPHA = 1e-3
 
 
@@ -43,8 +45,8 @@ class WindowParam(BinarizationSchedule):
             alpha = torch.nn.Parameter(torch.tensor(1.0 / w0, device=m.slope.device))
             object.__setattr__(m, "wp_alpha", alpha)  # not registered: checkpoints stay the library's
             params.append(alpha)
-        lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
-        self.optimizer.add_param_group({"params": params, "lr": lr, "lr_mult": 1.0, "weight_decay": 0.0})
+        lr = LR_MULT * self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
+        self.optimizer.add_param_group({"params": params, "lr": lr, "lr_mult": LR_MULT, "weight_decay": 0.0})
         print("window_param: start " + ", ".join(f"{1 / p.item():.3g}" for p in params), file=sys.stderr)
 
     def after_step(self) -> None:
