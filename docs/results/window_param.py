@@ -17,7 +17,12 @@ PACT's clip level is), created when the ``binarize`` stage starts at the default
 - backward wrt ``alpha``: ``-x/alpha**2`` inside (centred: the threshold stays at 0);
   ``ABR_WP_THRESHOLD=1`` adds PACT's threshold term ``-1/(2 alpha)`` inside, as if the
   window sat on ``[0, alpha)`` with the step at ``alpha/2``;
-- ``ABR_WP_LR_MULT=k`` trains the widths at ``k`` times the weights' learning rate.
+- ``ABR_WP_LR_MULT=k`` trains the widths at ``k`` times the weights' learning rate;
+- ``ABR_WP_SHIFT=1`` is 1-bit PACT itself from the ``binarize`` stage on: the forward is
+  the step at ``alpha/2`` (in training and in evaluation), the window ``[0, alpha)``,
+  the gradient wrt ``alpha`` that of ``clamp(x/alpha, 0, 1)``. The library deploys the
+  step at 0, so only the run's *training form* accuracy is this network's (folding
+  ``alpha/2`` into the bias before each layer would deploy it exactly).
 """
 
 import os
@@ -33,6 +38,7 @@ from abrnet.schedule import BinarizationSchedule
 
 THRESHOLD = os.environ.get("ABR_WP_THRESHOLD", "0") == "1"
 LR_MULT = float(os.environ.get("ABR_WP_LR_MULT", "1"))
+SHIFT = os.environ.get("ABR_WP_SHIFT", "0") == "1"
 MIN_ALPHA = 1e-3
 
 
@@ -62,6 +68,13 @@ _forward = ABR.forward
 
 def forward(self: ABR, x: torch.Tensor) -> torch.Tensor:
     alpha = getattr(self, "wp_alpha", None)
+    if SHIFT and alpha is not None and self.window is not None:
+        a = alpha.clamp(min=MIN_ALPHA)
+        value = (x > a.detach() / 2).to(x.dtype)
+        if not torch.is_grad_enabled():
+            return value
+        s = torch.nn.functional.hardtanh(x / a - 0.5, -0.5, 0.5)
+        return value + (s - s.detach())
     if alpha is None or self.window is None or not torch.is_grad_enabled():
         return _forward(self, x)
     with torch.no_grad():
