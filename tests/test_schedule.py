@@ -176,6 +176,19 @@ def test_only_abrs_are_driven_and_frozen():
     assert sched.names == ["1"] and sched.frozen_count(1.0) == 1
 
 
+def test_stage_defaults_follow_the_number_of_binary_layers():
+    single = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), abrnet.ABR(8), nn.Linear(8, 3))
+    for model, want in ((single, (0.01, 0.02)), (_mlp(), (0.1, 0.2))):
+        sched = BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), 100)
+        assert (sched.binarize_at, sched.freeze_at) == want
+        assert sched.frozen_count(want[1] - 1e-9) == 0 and sched.frozen_count(want[1]) == 1
+    # given values win; an unset freeze_at never comes before a given binarize_at
+    sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, binarize_at=0.3)
+    assert (sched.binarize_at, sched.freeze_at) == (0.3, 0.3)
+    sched = BinarizationSchedule(_mlp(), torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.5)
+    assert (sched.binarize_at, sched.freeze_at) == (0.1, 0.5)
+
+
 def test_remove_takes_the_hooks_off():
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

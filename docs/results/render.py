@@ -74,7 +74,8 @@ def stage_table(name: str, runs: list[dict]) -> str:
 def leads_table(folder: Path) -> str:
     """A study folder with an ``index.json`` (each run's raw file, variant and command):
     one row per run, the deployed accuracy read from its raw file, a ``compare.json``
-    or an ``abrnet train`` report. Runs listed but not yet there are skipped."""
+    or an ``abrnet train`` report (its ``"read"`` accuracy when the entry names one). Runs
+    listed but not yet there are skipped."""
     index = json.loads((folder / "index.json").read_text())
     lines = ["| variant | model | seed | deployed % | command |", "| --- | --- | ---: | ---: | --- |"]
     for run in index["runs"]:
@@ -89,7 +90,9 @@ def leads_table(folder: Path) -> str:
                     for e in data["results"] for r in e["runs"]]  # fmt: skip
         else:  # report.json
             acc = data["accuracy"]  # a ReLU run has no deployed binary net: its float accuracy
-            model, rows = data["model"], [(data["config"]["seed"], acc.get("binary", acc["train_form"]), "")]
+            # (a study whose network the library cannot deploy names the form to read)
+            read = acc[run["read"]] if "read" in run else acc.get("binary", acc["train_form"])
+            model, rows = data["model"], [(data["config"]["seed"], read, "")]
         for seed, acc, method in rows:
             lines.append(f"| {run['variant']}{method} | {model} | {seed} | {acc * 100:.2f} | `{run['command']}` |")
     return "\n".join(lines) + "\n"

@@ -80,6 +80,17 @@ def test_paper_schedule_two_phases(tmp_path):
     assert slopes["name"] == "slopes" and slopes["lr"] == pytest.approx(1e-4 * 10)
 
 
+def test_unset_stages_are_the_schedules_defaults_for_the_binary_layers(tmp_path):
+    t = _trainer(tmp_path, schedule="adaptive")  # one binary layer: the early stages
+    assert (t.cfg.binarize_at, t.cfg.freeze_at) == (None, None)
+    assert (t.binarization.binarize_at, t.binarization.freeze_at) == (0.01, 0.02)
+    assert _trainer(tmp_path, schedule="adaptive", freeze_at=0.5).binarization.freeze_at == 0.5
+    TrainConfig(binarize_at=0.3).validate()
+    for bad in ({"binarize_at": 0.5, "freeze_at": 0.2}, {"binarize_at": 1.5}, {"freeze_at": -0.1}):
+        with pytest.raises(UserError, match="need 0 <= --binarize-at"):
+            TrainConfig(**bad).validate()
+
+
 def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
     t = _trainer(tmp_path, lr_steps=[2], schedule="adaptive", binarize_at=0.5, freeze_at=0.8)
     assert t.binarization is not None

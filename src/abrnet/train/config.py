@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..functional import GROWTH_KINDS
 from ..penalty import SLOPE_LR_MULT
 from ..rivals import METHODS
-from ..schedule import BINARIZE_AT, FREEZE_AT, SATURATE
+from ..schedule import SATURATE
 from .datasets import DATASETS
 from .models import MODELS
 
@@ -85,8 +85,13 @@ class TrainConfig:
     schedule: str = _f(
         "adaptive", "adaptive: abrnet.BinarizationSchedule over the budget; paper: the reference's two phases"
     )
-    binarize_at: float = _f(BINARIZE_AT, "adaptive: share of the steps after which the slope floors rise")
-    freeze_at: float = _f(FREEZE_AT, "adaptive: share of the steps after which layers freeze, first to last")
+    binarize_at: float | None = _f(
+        None,
+        "adaptive: share of the steps after which the slope floors rise; unset: 0.1, or 0.01 with one binary layer",
+    )
+    freeze_at: float | None = _f(
+        None, "adaptive: share of the steps after which layers freeze, first to last; unset: 0.2, or 0.02 with one"
+    )
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
     window_share: float | None = _f(
@@ -137,7 +142,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} x --slope-lr-mult must be finite in float32")
         if min(self.epochs, self.finetune_epochs, self.frozen_epochs) < 0 or self.total_epochs == 0:
             raise UserError("--epochs, --finetune-epochs and --frozen-epochs must be >= 0, and not all 0")
-        if not 0 <= self.binarize_at <= self.freeze_at <= 1:
+        stages = [v for v in (self.binarize_at, self.freeze_at) if v is not None]  # unset: the schedule's defaults
+        if not (all(0 <= v <= 1 for v in stages) and stages == sorted(stages)):
             raise UserError(f"need 0 <= --binarize-at ({self.binarize_at}) <= --freeze-at ({self.freeze_at}) <= 1")
         if not 0 < self.saturate < 1:
             raise UserError(f"--saturate must lie in (0, 1), got {self.saturate}")
