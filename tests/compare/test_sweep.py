@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from abrnet.cli import main as cli_main
-from abrnet.compare import SCHEMA, aggregate
+from abrnet.compare import SCHEMA, aggregate, merge_summaries
 from abrnet.compare.plan import ROWS
+from abrnet.errors import UserError
 from abrnet.train.config import TrainConfig, resolve
 from clitools import KILLED_AT_CHECKPOINT
 from fakedata import _write_cifar, _write_folders
@@ -397,6 +398,20 @@ def test_merge_joins_parts_into_the_whole(digits, tmp_path):
         assert [r["seed"] for r in got["runs"]] == [0, 1]
         assert got["aggregate"] == want["aggregate"]
     assert "## binarize all" in (out / "compare.md").read_text() and "seed1/compare.json`: seeds 1 of" in done.stdout
+
+
+def test_merge_ignores_the_adaptive_schedules_fields_in_parts_without_abr(digits):
+    full = json.loads((digits["out"] / "compare.json").read_text())
+    rivals = _part(full, 1)  # a part whose abr row trained elsewhere, before a default moved
+    rivals["results"] = [e for e in rivals["results"] if e["method"] != "abr"]
+    rivals["methods"] = [m for m in rivals["methods"] if m != "abr"]
+    rivals["config"]["binarize_at"] = 0.3
+    merged = merge_summaries([_part(full, 0), rivals])
+    assert [r["seed"] for r in merged["results"][1]["runs"]] == [0, 1]
+    moved = _part(full, 1)  # its abr runs did train with other stages: refused
+    moved["config"]["binarize_at"] = 0.3
+    with pytest.raises(UserError, match="binarize_at"):
+        merge_summaries([_part(full, 0), moved])
 
 
 def test_merge_refuses_parts_that_do_not_fit(digits, tmp_path):

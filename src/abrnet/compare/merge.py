@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ..errors import UserError
 from ..train.config import SCOPES
+from .configs import ADAPTIVE_ONLY
 from .plan import ROWS
 from .results import aggregate
 
@@ -23,8 +24,11 @@ from .results import aggregate
 _NOT_TRAINING = ("data_dir", "log_every")
 
 
-def _training_config(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _NOT_TRAINING}
+def _training_config(part: dict) -> dict:
+    # The adaptive schedule's fields train nothing in a part without its abr row (the
+    # rivals' and abr-paper's runs stay valid when its defaults move, as in a sweep).
+    skip = _NOT_TRAINING + (() if "abr" in part.get("methods", ()) else ADAPTIVE_ONLY)
+    return {k: v for k, v in part["config"].items() if k not in skip}
 
 
 def _same_run(a: dict, b: dict) -> bool:
@@ -47,7 +51,7 @@ def merge_summaries(parts: Sequence[dict], names: Sequence[str] | None = None, c
             raise UserError(f"{name} compared recipe {part['recipe']}, {first_name} {first['recipe']}")
         # A key one part lacks varied between its runs (as ``schedule`` does between the
         # abr and abr-paper rows), which the method names fix: only shared keys must agree.
-        a, b = _training_config(first["config"]), _training_config(part["config"])
+        a, b = _training_config(first), _training_config(part)
         differ = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
         if differ:
             shown = ", ".join(f"{k} ({a.get(k)!r} vs {b.get(k)!r})" for k in differ[:3])
