@@ -187,6 +187,8 @@ def test_stage_defaults_follow_the_number_of_binary_layers():
     assert (sched.binarize_at, sched.freeze_at) == (0.3, 0.3)
     sched = BinarizationSchedule(_mlp(), torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.5)
     assert (sched.binarize_at, sched.freeze_at) == (0.1, 0.5)
+    sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.005)
+    assert (sched.binarize_at, sched.freeze_at) == (0.005, 0.005)
 
 
 def test_remove_takes_the_hooks_off():

@@ -141,7 +141,8 @@ class BinarizationSchedule:
         # The ABRs it drives, in order (a rival activation in the same model is left alone).
         self.names = [n for n in binary_layers(model) if n in self.abrs]
         auto = stage_defaults(len(self.names))
-        binarize_at = auto[0] if binarize_at is None else binarize_at
+        # an unset stage never crosses a given one
+        binarize_at = min(auto[0], 1.0 if freeze_at is None else freeze_at) if binarize_at is None else binarize_at
         freeze_at = max(auto[1], binarize_at) if freeze_at is None else freeze_at
         if not 0 <= binarize_at <= freeze_at <= 1:
             raise ValueError(f"need 0 <= binarize_at ({binarize_at}) <= freeze_at ({freeze_at}) <= 1")
