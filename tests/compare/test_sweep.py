@@ -408,6 +408,15 @@ def test_merge_ignores_the_adaptive_schedules_fields_in_parts_without_abr(digits
     rivals["config"]["binarize_at"] = 0.3
     merged = merge_summaries([_part(full, 0), rivals])
     assert [r["seed"] for r in merged["results"][1]["runs"]] == [0, 1]
+    # A part with abr-paper alone shares schedule=paper, one without it adaptive: the
+    # row fixes that key, so the parts still merge.
+    paper, rest = _part(full, 1), _part(full, 0)
+    for part, keep in ((paper, lambda m: m == "abr-paper"), (rest, lambda m: m != "abr-paper")):
+        part["results"] = [e for e in part["results"] if keep(e["method"])]
+        part["methods"] = [m for m in part["methods"] if keep(m)]
+    paper["config"]["schedule"], rest["config"]["schedule"] = "paper", "adaptive"
+    merged = merge_summaries([rest, paper])
+    assert {e["method"]: [r["seed"] for r in e["runs"]] for e in merged["results"]}["abr-paper"] == [1]
     moved = _part(full, 1)  # its abr runs did train with other stages: refused
     moved["config"]["binarize_at"] = 0.3
     with pytest.raises(UserError, match="binarize_at"):

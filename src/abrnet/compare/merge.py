@@ -27,7 +27,11 @@ _NOT_TRAINING = ("data_dir", "log_every")
 def _training_config(part: dict) -> dict:
     # The adaptive schedule's fields train nothing in a part without its abr row (the
     # rivals' and abr-paper's runs stay valid when its defaults move, as in a sweep).
-    skip = _NOT_TRAINING + (() if "abr" in part.get("methods", ()) else ADAPTIVE_ONLY)
+    # The keys its rows fix (abr-paper's schedule) are named by the method, not shared:
+    # a part with abr-paper alone holds schedule=paper where others hold adaptive.
+    methods = part.get("methods", ())
+    fixed = tuple(k for m in methods for k in ROWS.get(m, {}))
+    skip = _NOT_TRAINING + fixed + (() if "abr" in methods else ADAPTIVE_ONLY)
     return {k: v for k, v in part["config"].items() if k not in skip}
 
 

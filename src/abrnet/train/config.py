@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..functional import GROWTH_KINDS
 from ..penalty import SLOPE_LR_MULT
 from ..rivals import METHODS
-from ..schedule import SATURATE
+from ..schedule import BINARIZE_AT, FREEZE_AT, SATURATE, SINGLE_BINARIZE_AT, SINGLE_FREEZE_AT
 from .datasets import DATASETS
 from .models import MODELS
 
@@ -87,10 +87,13 @@ class TrainConfig:
     )
     binarize_at: float | None = _f(
         None,
-        "adaptive: share of the steps after which the slope floors rise; unset: 0.1, or 0.01 with one binary layer",
+        "adaptive: share of the steps after which the slope floors rise; "
+        f"unset: {BINARIZE_AT}, or {SINGLE_BINARIZE_AT} with one binary layer",
     )
     freeze_at: float | None = _f(
-        None, "adaptive: share of the steps after which layers freeze, first to last; unset: 0.2, or 0.02 with one"
+        None,
+        f"adaptive: share of the steps after which layers freeze, first to last; unset: {FREEZE_AT}, "
+        f"or {SINGLE_FREEZE_AT} with one",
     )
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
