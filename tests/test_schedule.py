@@ -312,9 +312,8 @@ def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer():
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = BinarizationSchedule(model, opt, 100, held_out=x)
-    group = opt.param_groups[-1]
-    assert group["name"] == "windows" and group["lr"] == 0.05 and group["weight_decay"] == 0.0
-    assert group["params"] == list(sched.width.values()) and len(group["params"]) == 2
+    assert len(opt.param_groups) == 1  # the widths close the first group: its rate, its schedule
+    assert opt.param_groups[0]["params"][-2:] == list(sched.width.values())
     sched.step_count = 9
     sched.after_step()  # the binarize stage begins: each width is placed at 1/w0
     abr, width = model[1], sched.width["1"]
@@ -335,6 +334,25 @@ def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer():
     assert set(model.state_dict()) == set(_mlp().state_dict())
     sched.remove()
     assert abr.window is None and abr.window_width is None
+
+
+def test_learned_windows_follow_an_lr_scheduler_built_before_them():
+    # A scheduler built first (as Lightning's configure_optimizers builds it) knows only
+    # the groups it saw: LambdaLR refused to step with a group added after it. The widths
+    # sit in the first group, so they step at the rate it schedules.
+    model = _mlp()
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.9**epoch)
+    sched = BinarizationSchedule(model, opt, 40, held_out=x, binarize_at=0.1, freeze_at=0.2)
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        decay.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.9**30)
+    assert [id(p) for p in opt.param_groups[0]["params"][-2:]] == [id(w) for w in sched.width.values()]
+    assert all(opt.state[w]["momentum_buffer"] is not None for w in sched.width.values())
 
 
 def test_fixed_window_adds_nothing_to_the_optimizer():

@@ -93,9 +93,9 @@ class BinarizationSchedule:
         learn_window: (default, with ``surrogate``) each layer's window width ``1/w0``
             is a scalar trained by the optimizer from the ``binarize`` stage on, with the
             gradient of ``clamp(x/width + 1/2, 0, 1)`` (docs/method.md): the schedule
-            adds it to ``optimizer`` as a param group named ``"windows"`` (base
-            learning rate, no weight decay), so build the schedule before any
-            ``lr_scheduler`` and before loading the optimizer's state on a resume.
+            appends it to ``optimizer``'s first param group (its learning rate, weight
+            decay and schedule), so build the schedule before loading the optimizer's
+            state on a resume.
             ``False``: the window stays at ``w0``.
         window_share: each layer's ``w0`` set so that this share of its held-out
             inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):

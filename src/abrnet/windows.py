@@ -15,20 +15,20 @@ from .layers import ABR
 
 
 def add_widths(optimizer: torch.optim.Optimizer, abrs: dict[str, ABR], model: nn.Module) -> dict[str, Tensor]:
-    """One learnable window width per ABR (1 until :func:`place_widths`), added to
-    ``optimizer`` as the param group ``"windows"``: the base learning rate (the first
-    group's ``lr`` over its ``lr_mult``), no weight decay, the optimizer's other
-    defaults. Being in the optimizer, the widths follow its rule, its learning rate
-    changes, a ``GradScaler``'s unscaling and its checkpoints."""
+    """One learnable window width per ABR (1 until :func:`place_widths`), appended to
+    ``optimizer``'s first param group. The widths learn by its rule, at its learning rate
+    (moved by whatever schedules it) and under its weight decay, as PACT's clip level
+    does; a ``GradScaler`` unscales them and the optimizer's checkpoints hold them. Not a
+    group of their own: an ``lr_scheduler`` built before it (as Lightning's
+    ``configure_optimizers`` builds one) would not schedule it, and ``LambdaLR`` or
+    ``OneCycleLR`` would refuse to step; and every group costs a small net's step its own
+    pass of the optimizer (docs/benchmarks.md)."""
     if not abrs:
         return {}
     known = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
     device = known[0].device if known else None
     width = {n: torch.ones((), device=device, requires_grad=True) for n in abrs}
-    first = optimizer.param_groups[0]
-    lr = first["lr"] / first.get("lr_mult", 1.0)
-    optimizer.add_param_group({"params": list(width.values()), "lr": lr, "lr_mult": 1.0,
-                               "weight_decay": 0.0, "name": "windows"})  # fmt: skip
+    optimizer.param_groups[0]["params"].extend(width.values())
     return width
 
 

@@ -79,3 +79,25 @@ def test_callback_state_resumes_from_a_lightning_checkpoint(tmp_path):
     assert resumed.schedule.step_count == 8 * len(loader)
     assert resumed.schedule.start == first.schedule.start and resumed.schedule.end == first.schedule.end
     assert resumed.schedule.frozen_count() == 2
+
+
+class DigitsDecayed(Digits):
+    def configure_optimizers(self):  # the scheduler is built before the callback's schedule
+        opt = super().configure_optimizers()
+        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.99**step)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
+
+
+def test_the_learned_windows_follow_a_scheduler_from_configure_optimizers(tmp_path):
+    # LambdaLR refused to step once a group it did not see was added: the widths now sit
+    # in the first group, at the rate it schedules.
+    loader, _, _ = _digits()
+    module, callback = DigitsDecayed(), Binarization()
+    trainer = _trainer(tmp_path, 3, callbacks=[callback])
+    trainer.fit(module, loader)
+    opt, steps = trainer.optimizers[0], 3 * len(loader)
+    assert callback.schedule.step_count == steps and len(opt.param_groups) == 2  # weights, slopes
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.99**steps)
+    widths = list(callback.schedule.width.values())
+    assert [id(p) for p in opt.param_groups[0]["params"][-len(widths) :]] == [id(w) for w in widths]
+    assert all(w.item() != pytest.approx(1 / callback.schedule.start[n]) for n, w in callback.schedule.width.items())

@@ -104,7 +104,9 @@ def test_adaptive_schedule_ends_as_the_deployed_network(tmp_path):
     _, meta = checkpoint.read_checkpoint(tmp_path / "checkpoint.safetensors")
     assert meta["frozen"] == 1 and meta["binarization"]["step"] == t.step == t.total_steps
     # the learned window: in the optimizer, on the same lr decay; trained; in the checkpoint
-    assert t.opt.param_groups[-1]["name"] == "windows" and t.opt.param_groups[-1]["lr"] == pytest.approx(0.005)
+    widths = list(t.binarization.width.values())
+    assert t.opt.param_groups[0]["params"][-len(widths) :] == widths
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(0.005)
     width, start = meta["binarization"]["width"]["2"], meta["binarization"]["start"]["2"]
     assert width == t.binarization.width["2"].item() and width != pytest.approx(1 / start)
 

@@ -67,7 +67,23 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) ->
     for name, value in meta["scalars"].items():
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = meta["param_groups"]
+    if len(groups) == len(opt.param_groups) + 1 and groups[-1].get("name") == "windows":
+        groups, state = _windows_into_first_group(groups, state)
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _windows_into_first_group(groups: list[dict], state: dict[int, dict]) -> tuple[list[dict], dict]:
+    # Until 2026-12-01 the learned window widths had a last param group of their own;
+    # they now close the first one (abrnet.windows.add_widths). A state saved then is
+    # renumbered so that it resumes: ids follow the groups' order, so the widths' move to
+    # just after the first group's and the rest shift past them.
+    *rest, windows = groups
+    order = rest[0]["params"] + windows["params"] + [pid for g in rest[1:] for pid in g["params"]]
+    new = {old: i for i, old in enumerate(order)}
+    merged = [{**g, "params": [new[p] for p in g["params"]]} for g in rest]
+    merged[0]["params"] += [new[p] for p in windows["params"]]
+    return merged, {new[p]: s for p, s in state.items()}
 
 
 def save_checkpoint(path: Path, model: nn.Module, *, metadata: dict, optimizer=None, rng: bool = True) -> None:
