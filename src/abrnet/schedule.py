@@ -85,18 +85,13 @@ class BinarizationSchedule:
         straight_through: frozen layers pass their ABR's gradient backward (the forward
             stays the exact step), so the layers before them keep learning.
         surrogate: (default) from the ``binarize`` stage on, each ABR's gradient is
-            that of ``clamp(w0 x + 1/2, 0, 1)``, at its mean slope ``w0`` when the stage
-            began and centred on the step's threshold, while its forward rises to the
-            step: the window that passes gradient keeps its width (no compensation is
-            then needed), and frozen layers pass it too. ``False``: the ABR's own
-            gradient, compensated by ``compensate``.
+            the centred window of the module docstring, frozen layers' too (no
+            compensation needed). ``False``: the ABR's own gradient, compensated.
         learn_window: (default, with ``surrogate``) each layer's window width ``1/w0``
-            is a scalar trained by the optimizer from the ``binarize`` stage on, with the
-            gradient of ``clamp(x/width + 1/2, 0, 1)`` (docs/method.md): the schedule
-            appends it to ``optimizer``'s first param group (its learning rate, weight
-            decay and schedule), so build the schedule before loading the optimizer's
-            state on a resume.
-            ``False``: the window stays at ``w0``.
+            is trained, with the gradient of ``clamp(x/width + 1/2, 0, 1)``, in
+            ``optimizer``'s first param group (its rate, decay and schedule): build the
+            schedule before loading the optimizer's state on a resume. ``False``: the
+            window stays at ``w0``.
         window_share: each layer's ``w0`` set so that this share of its held-out
             inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
             the layer's mean slope (docs/method.md).
