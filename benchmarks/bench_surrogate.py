@@ -5,11 +5,16 @@ process. On such nets a step is bound by per-op dispatch, so the form matters.
 
     python benchmarks/bench_surrogate.py --threads 1 --json out.json
 
-Forms: ``library`` (whatever abrnet.functional.windowed is now); ``alpha`` (value +
-w0 * (s - s.detach()), the product in add's alpha: the library's form until 2026-12-01);
-``mul`` (value + (w0 * s - w0 * s.detach()), the form before that);
-``function`` (a Python autograd Function: two kernels each way, plus Python's cost);
-``inplace`` (the window's graph, its value overwritten with the step under no_grad).
+Forms of the fixed window (``learn_window=False``): ``library`` (whatever
+abrnet.functional.windowed is now); ``alpha`` (value + w0 * (s - s.detach()), the
+product in add's alpha: the library's form until 2026-12-01); ``mul`` (value + (w0 * s -
+w0 * s.detach()), the form before that); ``function`` (a Python autograd Function: two
+kernels each way, plus Python's cost); ``inplace`` (the window's graph, its value
+overwritten with the step under no_grad).
+
+``--learned``: the learned window (the default), as the library computes it (``library``:
+its autograd Function on inputs of ``_FUSED_MIN_NUMEL`` elements or more) and with
+built-in ops at every size (``builtin``: the library before 2026-12-01 evening).
 """
 
 from __future__ import annotations
@@ -78,13 +83,15 @@ def mask_form(x, w0, value=None):
 
 FORMS = {"library": F.windowed, "alpha": alpha_form, "mul": mul_form, "function": function_form,
          "inplace": inplace_form, "mask": mask_form}  # fmt: skip
+# the learned window's forms: (windowed, the size from which it runs as one Function)
+LEARNED = {"library": (F.windowed, F._FUSED_MIN_NUMEL), "builtin": (F.windowed, 1 << 62)}
 
 
-def make_step(name: str, method: str, x, y):
+def make_step(name: str, method: str, x, y, learned: bool = False):
     model = build(name, method, x.shape[1:]).train()
     opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
     if method == "abr":  # every layer frozen: the schedule held in its last stage
-        sched = abrnet.BinarizationSchedule(model, opt, 10**9, held_out=x)
+        sched = abrnet.BinarizationSchedule(model, opt, 10**9, held_out=x, learn_window=learned)
         sched.step_count = int(0.99e9)
         sched._measure_end()
         sched._sync()
@@ -98,31 +105,42 @@ def make_step(name: str, method: str, x, y):
     return step
 
 
-def bench(name: str, repeats: int, iters: int) -> dict:
+def _fixed(form):
+    return lambda x, w0, value=None, width=None: form(x, w0, value)
+
+
+def bench(name: str, repeats: int, iters: int, learned: bool = False) -> dict:
     shape, batch = NETS[name]
     x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
-    library = F.windowed
-    steps = {"relu": (make_step(name, "relu", x, y), library)}
-    steps |= {form: (make_step(name, "abr", x, y), f) for form, f in FORMS.items()}
+    if name.startswith(("resnet", "quick", "caffenet")):
+        x = x.contiguous(memory_format=torch.channels_last)  # as bench_train_step runs them
+    library, fused = F.windowed, F._FUSED_MIN_NUMEL
+    # (the ABRs pass width=None to a fixed window's form)
+    forms = LEARNED if learned else {k: (_fixed(f), fused) for k, f in FORMS.items()}
+    steps = {"relu": (make_step(name, "relu", x, y), (library, fused))}
+    steps |= {form: (make_step(name, "abr", x, y, learned), f) for form, f in forms.items()}
+
+    def run(k: str, n: int) -> float:
+        F.windowed, F._FUSED_MIN_NUMEL = steps[k][1]
+        return timed(steps[k][0], n, lambda: None)
+
     times: dict[str, list[float]] = {k: [] for k in steps}
     try:
-        for step, form in steps.values():  # warm-up
-            F.windowed = form
-            timed(step, 2, lambda: None)
+        for k in steps:  # warm-up
+            run(k, 2)
         for r in range(repeats):  # interleaved, alternating the order, so drift hits all
             for k in steps if r % 2 == 0 else reversed(steps):
-                F.windowed = steps[k][1]
-                times[k].append(timed(steps[k][0], iters, lambda: None))
+                times[k].append(run(k, iters))
     finally:
-        F.windowed = library
+        F.windowed, F._FUSED_MIN_NUMEL = library, fused
     relu = statistics.median(times["relu"])
     return {"model": name, "batch": batch, "relu_ms": 1e3 * relu,
             "forms": {k: {"ms": 1e3 * statistics.median(v), "x_relu": statistics.median(v) / relu}
                       for k, v in times.items() if k != "relu"}}  # fmt: skip
 
 
-def table(rows: list[dict]) -> str:
-    forms = list(rows[0]["forms"]) if rows else list(FORMS)
+def table(rows: list[dict], forms: list[str] | None = None) -> str:
+    forms = forms or (list(rows[0]["forms"]) if rows else list(FORMS))
     lines = ["| model | batch | ReLU ms/step | " + " | ".join(f"{f} ms (x ReLU)" for f in forms) + " |",
              "|---|---|---|" + "---|" * len(forms)]  # fmt: skip
     for r in rows:
@@ -137,6 +155,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=41)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--learned", action="store_true", help="the learned window's forms (see above)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()
     if args.threads:
@@ -144,10 +163,10 @@ def main() -> None:
     cpu = torch.device("cpu")
     print(f"{card(cpu)}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats x {args.iters} steps, interleaved")  # fmt: skip
-    print(table([]))
+    print(table([], list(LEARNED) if args.learned else None))
     rows = []
     for name in args.models.split(","):
-        rows.append(bench(name, args.repeats, args.iters))
+        rows.append(bench(name, args.repeats, args.iters, args.learned))
         print(table(rows[-1:]).split("\n", 2)[2], flush=True)
     if args.json:
         save_json(args.json, SCHEMA, cpu, rows)

@@ -208,9 +208,13 @@ def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
     assert torch.isnan(y.sum()) and y.grad_fn is not None
 
 
-def test_windowed_width_gradients_are_the_centred_clamps_in_x_and_in_the_width():
+@pytest.mark.parametrize("fused", [False, True], ids=["autograd", "function"])
+def test_windowed_width_gradients_are_the_centred_clamps_in_x_and_in_the_width(fused, monkeypatch):
     # With a learnable width the backward is clamp(x / width + 1/2, 0, 1)'s in both inputs:
-    # 1/width on x inside |x| < width/2, and -x/width**2 on the width, summed.
+    # 1/width on x inside |x| < width/2, and -x/width**2 on the width, summed. Large
+    # inputs take the fused Function: here every input does.
+    if fused:
+        monkeypatch.setattr(F, "_FUSED_MIN_NUMEL", 0)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(40, generator=g, dtype=torch.float64) - 0.5) * 3
     width = torch.tensor(1.3, dtype=torch.float64)
@@ -229,3 +233,43 @@ def test_windowed_width_gradients_are_the_centred_clamps_in_x_and_in_the_width()
     torch.testing.assert_close(got, want)
     inside = x.detach().abs() < width.detach() / 2
     assert inside.any() and not inside.all() and got[1].item() != 0.0
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_windowed_on_large_inputs_matches_the_small_inputs_path(layout, dtype):
+    # Above _FUSED_MIN_NUMEL the window is one autograd Function; below, built-in ops.
+    # Both give the same values and gradients, with and without a value, in every layout.
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 64, 16, 16, generator=g).to(dtype)  # 65,536 elements: the Function
+    assert x0.numel() >= F._FUSED_MIN_NUMEL
+    if layout == "channels_last":
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x0 = x0.transpose(2, 3)
+    grad = torch.randn(x0.shape, generator=g).to(dtype)
+    value = F.abr(x0, torch.full((64,), 3.0)).detach()
+    for v in (None, value):
+        got, want = [], []
+        for out, small in ((got, False), (want, True)):
+            x = x0.detach().clone().requires_grad_()
+            width = torch.tensor(0.9, requires_grad=True)
+            if small:  # the same maths through the built-in ops, in 16 pieces under the threshold
+                y = torch.cat([F.windowed(p, 0.0, None if v is None else q, width=width)
+                               for p, q in zip(x.chunk(16), (v if v is not None else x).chunk(16))])  # fmt: skip
+            else:
+                y = F.windowed(x, 0.0, v, width=width)
+                assert type(y.grad_fn).__name__ == "_WindowFunctionBackward"
+            y.backward(grad)
+            out += [y.detach(), x.grad, width.grad]
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(got[2], want[2], rtol=tol, atol=tol)
+        assert got[2].dtype == torch.float32 and got[2].item() != 0.0
+    # the fixed window (no width) takes the same Function
+    x = x0.detach().clone().requires_grad_()
+    y = F.windowed(x, 1.5)
+    y.backward(grad)
+    ref = x0.detach().clone().requires_grad_()
+    torch.cat([F.windowed(p, 1.5) for p in ref.chunk(16)]).backward(grad)
+    assert torch.equal(y, F.step(x0).to(dtype)) and torch.equal(x.grad, ref.grad)

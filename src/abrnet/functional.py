@@ -131,13 +131,15 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
     Function: on small nets, where a step is bound by per-op dispatch, the fastest of
     the forms measured (docs/benchmarks.md).
     """
+    if width is None and not w0 > 0:
+        raise ValueError(f"w0 must be > 0, got {w0}")
+    if x.numel() >= _FUSED_MIN_NUMEL and (x.requires_grad or (width is not None and width.requires_grad)):
+        return _WindowFunction.apply(x, width, float(w0), value)
     if width is not None:
         # x * (1/width), not x / width: the same gradients, and its backward makes two
         # passes over x's size where the division's makes four (1.5x faster measured on a
         # conv layer's output here)
         scaled = x * width.reciprocal()
-    elif not w0 > 0:
-        raise ValueError(f"w0 must be > 0, got {w0}")
     else:
         # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
         # tensor on every call, and one of another dtype is cast in the backward.
@@ -146,6 +148,45 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
     out = s.detach()
     out.ceil_() if value is None else out.copy_(value)
     return s
+
+
+class _WindowFunction(torch.autograd.Function):
+    """:func:`windowed` on large inputs: the same values and gradients, with the width's
+    gradient as one dot product over the saved ``x / width`` (``-dot(g, x/width) / width``
+    inside the window) and only that tensor saved. Plain autograd also keeps ``x`` and
+    makes two more passes (the product ``g x`` and its sum); given ``value``, the
+    forward is ``value`` itself. Measured on the training step's window at (16, 64, 56,
+    56), channels-last: 10.8 ms against 16.1 (ReLU 3.7; docs/benchmarks.md)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, width: Tensor | None, w0: float, value: Tensor | None) -> Tensor:
+        r = width.detach().reciprocal() if width is not None else _scalar(w0, x.dtype)
+        scaled = x * r
+        ctx.save_for_backward(scaled, r)
+        if value is None:  # the step, as ceil(s) in windowed (NaN kept)
+            return torch.nn.functional.hardtanh(scaled, -0.5, 0.5).ceil_()
+        return value if value.dtype == x.dtype else value.to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        scaled, r = ctx.saved_tensors
+        g = torch.ops.aten.hardtanh_backward(grad, scaled, -0.5, 0.5)
+        grad_width = None
+        if ctx.needs_input_grad[1]:  # d/dwidth of clamp(x r + 1/2) is -x r^2 = -(x r) r inside
+            grad_width = (-r * _dot(g, scaled)).to(r.dtype)
+        return (g.mul_(r) if ctx.needs_input_grad[0] else None), grad_width, None, None
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """``sum(a * b)`` in at least float32: one pass and no temporary where both share a
+    dense layout (contiguous or channels-last) in float32/64, else the product summed."""
+    if a.dtype in (torch.float32, torch.float64) and a.stride() == b.stride():
+        if a.is_contiguous():
+            return torch.dot(a.view(-1), b.view(-1))
+        if a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last):
+            return torch.dot(a.permute(0, 2, 3, 1).reshape(-1), b.permute(0, 2, 3, 1).reshape(-1))
+    return (a * b).sum(dtype=torch.promote_types(a.dtype, torch.float32))
 
 
 @functools.lru_cache(maxsize=256)
