@@ -107,7 +107,7 @@ def test_every_model_trains_with_every_method(model, method):
 
 def test_a_run_saved_before_the_learned_window_resumes_with_the_fixed_one(tmp_path):
     # Its config.json has no learn_window: it trained with the fixed window, and a resume
-    # must go on that way (its optimizer state has no "windows" group either).
+    # must go on that way (its optimizer state holds no widths either).
     data = json.loads(TrainConfig().to_json())
     assert data.pop("learn_window") is True
     (tmp_path / "config.json").write_text(json.dumps(data))
