@@ -51,6 +51,9 @@ def test_checkpoint_round_trips_model_optimizer_and_rng(tmp_path):
     # both continue identically
     a, b = t.train_epoch(), t2.train_epoch()
     assert {k: v for k, v in a.items() if k != "epoch_time"} == {k: v for k, v in b.items() if k != "epoch_time"}
+    # the time spent before the resume carries on into the checkpoint (and the report's wall time)
+    _, meta = checkpoint.read_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert t2.earlier_s > 0 and meta["elapsed_s"] >= t2.earlier_s + b["epoch_time"]
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

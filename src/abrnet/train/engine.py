@@ -58,6 +58,9 @@ class Trainer:
         self.last_loss = float("nan")
         self.checkpoint = self.out / "checkpoint.safetensors"
         self.amp = cfg.amp and device.type == "cuda"
+        # Seconds this run spent in the processes before a resume (from its checkpoint),
+        # and when this one began: a resumed run's wall time counts both.
+        self.earlier_s, self._began = 0.0, time.perf_counter()
         self._binary, self._frozen = binary_layers(model), []
         self.total_steps = cfg.total_epochs * self.steps_per_epoch
         for m in model.modules():  # HashNet's beta follows the same budget of steps
@@ -110,7 +113,8 @@ class Trainer:
     def save(self) -> None:
         if not self.dist.main:
             return
-        meta = {"config": json.loads(self.cfg.to_json()), "epoch": self.epoch, "step": self.step, "frozen": self.frozen}
+        meta = {"config": json.loads(self.cfg.to_json()), "epoch": self.epoch, "step": self.step, "frozen": self.frozen,
+                "elapsed_s": self.earlier_s + time.perf_counter() - self._began}  # fmt: skip
         if self.binarization is not None:
             meta["binarization"] = self.binarization.state_dict()
         try:
@@ -131,6 +135,7 @@ class Trainer:
         except (ValueError, KeyError) as err:
             raise UserError(f"{self.checkpoint} has an optimizer state for another model ({err})") from None
         self.epoch, self.step = int(meta["epoch"]), int(meta["step"])
+        self.earlier_s = float(meta.get("elapsed_s", 0.0))  # (absent from older checkpoints)
         if self.binarization is not None:
             self.binarization.load_state_dict(meta["binarization"])
         return True

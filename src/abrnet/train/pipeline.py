@@ -133,7 +133,9 @@ def train_run(cfg: TrainConfig | None, out: Path, *, resume: bool = False, progr
         baseline = _train_one(base_cfg, base_out, data, dev, distinfo, resume, progress, "relu", quiet)
     if not distinfo.main:
         return None
-    return finish(cfg, out, trainer, baseline, data, time.perf_counter() - started)
+    # a resumed run's wall time includes what it spent before the resume
+    earlier = trainer.earlier_s + (baseline.earlier_s if baseline is not None else 0.0)
+    return finish(cfg, out, trainer, baseline, data, time.perf_counter() - started + earlier)
 
 
 def _save_model(path: Path, model, cfg: TrainConfig, **extra) -> None:
