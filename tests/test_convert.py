@@ -243,6 +243,14 @@ def test_fold_bn_gives_the_same_outputs():
     folded = abrnet.binarize(model, fold_bn=True)
     assert isinstance(folded[2], abrnet.ThresholdStep) and isinstance(folded[1], nn.Identity)
     assert torch.equal(plain(x), folded(x))
+    at_zero = plain[:3](x)
+    with torch.no_grad():  # a rounded ABR's step at its threshold folds too
+        model[2].threshold.fill_(0.4)
+    plain, folded = abrnet.binarize(model), abrnet.binarize(model, fold_bn=True)
+    assert isinstance(folded[1], nn.Identity) and isinstance(folded[2], abrnet.ThresholdStep)
+    codes = plain[:3](x)
+    assert not torch.equal(codes, at_zero)  # the threshold moved the bits
+    assert (folded[:3](x) == codes).float().mean() > 0.999  # up to rounding right at a threshold
 
 
 def test_converted_graph_module_is_still_fx():

@@ -174,9 +174,10 @@ def test_fused_path_under_bf16_keeps_dtype_and_float32_slope_grad():
        dtype=st.sampled_from([torch.float64, torch.float32, torch.bfloat16]))  # fmt: skip
 def test_windowed_passes_the_step_or_a_value_and_the_centred_clamps_gradient(x, g, w0, dtype):
     # Forward exactly the step (or the value) in every dtype: value + (s - s.detach()) adds an exact 0.
+    # The step of w0 x: [x > 0] except where w0 x underflows to 0 (x under ~1e-38 / w0 in float32).
     x = torch.tensor(x, dtype=dtype, requires_grad=True)
     g = torch.tensor(g[: len(x)], dtype=dtype)
-    value = F.step(x.detach())
+    value = F.step(x.detach() * w0)
     y = F.windowed(x, w0)
     assert torch.equal(y, value)
     other = torch.rand_like(value)  # any other value: forward as given, the same backward
@@ -208,36 +209,44 @@ def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
     assert torch.isnan(y.sum()) and y.grad_fn is not None
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["centred", "rounded"])
 @pytest.mark.parametrize("fused", [False, True], ids=["autograd", "function"])
-def test_windowed_width_gradients_are_the_centred_clamps_in_x_and_in_the_width(fused, monkeypatch):
-    # With a learnable width the backward is clamp(x / width + 1/2, 0, 1)'s in both inputs:
-    # 1/width on x inside |x| < width/2, and -x/width**2 on the width, summed. Large
-    # inputs take the fused Function: here every input does.
+def test_windowed_width_gradients_are_the_clamps_in_x_and_in_the_width(fused, offset, monkeypatch):
+    # With a learnable width the backward is clamp(x / width - offset + 1/2, 0, 1)'s in
+    # both inputs: 1/width on x inside the window, and -x/width**2 on the width, summed.
+    # Centred (offset 0): the window |x| < width/2 about the step [x > 0]. Rounded (1/2):
+    # the window [0, width), the bounded rectifier's own, about the step [x > width/2]:
+    # 1-bit PACT's forward and gradients. Large inputs take the fused Function: here every input does.
     if fused:
         monkeypatch.setattr(F, "_FUSED_MIN_NUMEL", 0)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(40, generator=g, dtype=torch.float64) - 0.5) * 3
     width = torch.tensor(1.3, dtype=torch.float64)
-    x = x[((x.abs() - width / 2).abs() > 1e-3)].requires_grad_()  # off the kinks
+    x = x[((x / width - offset).abs() - 0.5).abs() > 1e-3].requires_grad_()  # off the kinks
     width.requires_grad_()
 
-    # given the surrogate's own values as the forward, the op is hardtanh(x / width): gradcheck applies
+    # given the surrogate's own values as the forward, the op is hardtanh(x / width - offset): gradcheck applies
     def own(a, w):
-        return F.windowed(a, 0.0, torch.nn.functional.hardtanh(a / w, -0.5, 0.5).detach(), width=w)
+        value = torch.nn.functional.hardtanh(a / w - offset, -0.5, 0.5).detach()
+        return F.windowed(a, 0.0, value, width=w, offset=offset)
 
     assert torch.autograd.gradcheck(own, (x, width))
-    y = F.windowed(x, 0.0, width=width)
-    assert torch.equal(y, F.step(x.detach()))  # the forward is the step, whatever the width
+    y = F.windowed(x, 0.0, width=width, offset=offset)
+    assert torch.equal(y, F.step(x.detach() - offset * width.detach()))  # the step at offset * width
     got = torch.autograd.grad(y.sum(), (x, width))
-    want = torch.autograd.grad(torch.clamp(x / width + 0.5, 0.0, 1.0).sum(), (x, width))
+    want = torch.autograd.grad(torch.clamp(x / width - offset + 0.5, 0.0, 1.0).sum(), (x, width))
     torch.testing.assert_close(got, want)
-    inside = x.detach().abs() < width.detach() / 2
+    inside = (x.detach() / width.detach() - offset).abs() < 0.5
     assert inside.any() and not inside.all() and got[1].item() != 0.0
+    if offset:  # the bounded rectifier clamp(x / width, 0, 1) itself, PACT's window
+        want = torch.autograd.grad(torch.clamp(x / width, 0.0, 1.0).sum(), (x, width))
+        torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["centred", "rounded"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_windowed_on_large_inputs_matches_the_small_inputs_path(layout, dtype):
+def test_windowed_on_large_inputs_matches_the_small_inputs_path(layout, dtype, offset):
     # Above _FUSED_MIN_NUMEL the window is one autograd Function; below, built-in ops.
     # Both give the same values and gradients, with and without a value, in every layout.
     g = torch.Generator().manual_seed(0)
@@ -255,10 +264,10 @@ def test_windowed_on_large_inputs_matches_the_small_inputs_path(layout, dtype):
             x = x0.detach().clone().requires_grad_()
             width = torch.tensor(0.9, requires_grad=True)
             if small:  # the same maths through the built-in ops, in 16 pieces under the threshold
-                y = torch.cat([F.windowed(p, 0.0, None if v is None else q, width=width)
+                y = torch.cat([F.windowed(p, 0.0, None if v is None else q, width=width, offset=offset)
                                for p, q in zip(x.chunk(16), (v if v is not None else x).chunk(16))])  # fmt: skip
             else:
-                y = F.windowed(x, 0.0, v, width=width)
+                y = F.windowed(x, 0.0, v, width=width, offset=offset)
                 assert type(y.grad_fn).__name__ == "_WindowFunctionBackward"
             y.backward(grad)
             out += [y.detach(), x.grad, width.grad]
@@ -268,8 +277,11 @@ def test_windowed_on_large_inputs_matches_the_small_inputs_path(layout, dtype):
         assert got[2].dtype == torch.float32 and got[2].item() != 0.0
     # the fixed window (no width) takes the same Function
     x = x0.detach().clone().requires_grad_()
-    y = F.windowed(x, 1.5)
+    y = F.windowed(x, 1.5, offset=offset)
     y.backward(grad)
     ref = x0.detach().clone().requires_grad_()
-    torch.cat([F.windowed(p, 1.5) for p in ref.chunk(16)]).backward(grad)
-    assert torch.equal(y, F.step(x0).to(dtype)) and torch.equal(x.grad, ref.grad)
+    torch.cat([F.windowed(p, 1.5, offset=offset) for p in ref.chunk(16)]).backward(grad)
+    assert torch.equal(y, torch.cat([F.windowed(p, 1.5, offset=offset) for p in x0.chunk(16)]))
+    assert torch.equal(x.grad, ref.grad)
+    if not offset:
+        assert torch.equal(y, F.step(x0).to(dtype))

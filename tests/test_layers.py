@@ -141,6 +141,31 @@ def test_threshold_step_matches_batchnorm_then_step():
     want = abrnet.functional.step(bn(x))
     got = abrnet.ThresholdStep.from_batchnorm(bn)(x)
     assert torch.equal(got, want)
+    # with a level, a rounded ABR's threshold: [BN(x) > 0.3], up to rounding at the threshold
+    got = abrnet.ThresholdStep.from_batchnorm(bn, torch.tensor(0.3))(x)
+    assert (got == abrnet.functional.step(bn(x) - 0.3)).float().mean() > 0.999
+
+
+def test_a_rounded_abr_deploys_at_its_threshold_and_old_weights_at_zero():
+    abr = abrnet.ABR(4)
+    x = torch.linspace(-1, 1, 41).reshape(-1, 1).expand(-1, 4)
+    assert type(abr.to_step()) is abrnet.Step  # the paper's [x > 0]
+    with torch.no_grad():
+        abr.threshold.fill_(0.25)
+    step = abr.to_step()
+    assert isinstance(step, abrnet.ThresholdStep) and torch.equal(step(x), (x > 0.25).float())
+    deployed = abrnet.binarize(nn.Sequential(abr))
+    assert torch.equal(deployed(x), (x > 0.25).float())
+    abr.frozen, abr.rounded = True, True  # the frozen training form in eval computes the same step
+    with torch.no_grad():
+        assert torch.equal(abr(x), (x > 0.25).float())
+    # the threshold is saved with the weights; weights saved before it existed load at 0
+    fresh = abrnet.ABR(4)
+    fresh.load_state_dict(abr.state_dict())
+    assert fresh.threshold.item() == 0.25
+    old = {k: v for k, v in abr.state_dict().items() if k != "threshold"}
+    fresh.load_state_dict(old)
+    assert fresh.threshold.item() == 0.0 and type(fresh.to_step()) is abrnet.Step
 
 
 def test_model_with_binary_loss_can_be_binarized_after_training():

@@ -201,7 +201,9 @@ def test_remove_takes_the_hooks_off():
 
 
 @pytest.mark.parametrize(
-    "kw", [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0}]
+    "kw",
+    [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0},
+     {"rounded": True, "surrogate": False}],  # fmt: skip
 )
 def test_bad_arguments(kw):
     model = _mlp()
@@ -387,3 +389,56 @@ def test_window_gradients_are_averaged_over_processes():
     for p in procs:
         p.join(timeout=60)
     assert got == [(0, 1.5, 0.0), (1, 1.5, 0.0)]
+
+
+@pytest.mark.parametrize("learn_window", [True, False], ids=["learned", "fixed"])
+def test_rounded_steps_sit_at_the_middles_of_the_windows_and_deploy_there(learn_window):
+    model = _mlp()
+    sched, _, x = _train(model, 60, rounded=True, learn_window=learn_window)
+    assert sched.frozen_count() == 2
+    for name, m in sched.abrs.items():
+        width = sched.width[name].item() if learn_window else 1 / sched.window.get(name, sched.start[name])
+        assert m.rounded and m.threshold.item() == pytest.approx(width / 2) and width > 0
+    deployed = abrnet.binarize(model)
+    assert all(isinstance(deployed[i], abrnet.ThresholdStep) for i in (1, 3))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), deployed(x))
+    stats = abrnet.binarization_stats(model, x)
+    assert all(s.between == 0 for s in stats.values())
+    # the saved weights carry the thresholds: a fresh model deploys to the same network
+    twin = _mlp(seed=5)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(abrnet.binarize(twin)(x), deployed(x))
+    # the frozen training form's gradient is clamp(x / width, 0, 1)'s: PACT's window [0, width)
+    model.train()
+    abr = model[1]
+    h = model[0](x).detach().requires_grad_()
+    abr(h).sum().backward()
+    a = abr.threshold.item() * 2
+    inside = (h.detach() >= 0) & (h.detach() < a)
+    assert inside.any() and not inside.all()
+    torch.testing.assert_close(h.grad, inside.float() / a)
+
+
+def test_rounded_linear_regions_contract_about_their_middles():
+    # In the binarize stage the forward is clamp(w (x - t) + 1/2, 0, 1): at its start the
+    # bounded rectifier clamp(w0 x, 0, 1) itself (t = 1/(2 w0)), then ever steeper about t.
+    model = nn.Sequential(nn.Linear(6, 16), abrnet.ABR(16, shared=True), nn.Linear(16, 3))
+    x, _ = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x, rounded=True, binarize_at=0.1, freeze_at=0.5)
+    h = model[0](x).detach()
+    with torch.no_grad():
+        before = model[1](h)
+    sched.step_count = 9
+    sched.after_step()  # the binarize stage begins
+    abr = model[1]
+    assert abr.threshold.item() == pytest.approx(0.5 / sched.start["1"])
+    with torch.no_grad():
+        torch.testing.assert_close(abr(h), before)
+        for _ in range(20):
+            sched.after_step()
+        steeper = abr(h)
+    t = abr.threshold.item()
+    assert steeper[h > t].mean() > before[h > t].mean() and steeper[h < t].mean() < before[h < t].mean()

@@ -111,7 +111,9 @@ def abr(x: Tensor, slope: Tensor, channel_dim: int = 1, min_slope: float = 1e-3,
     return torch.nn.functional.hardtanh(x * w, 0.0, 1.0)
 
 
-def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor | None = None) -> Tensor:
+def windowed(
+    x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor | None = None, offset: float = 0.0
+) -> Tensor:
     """The surrogate gradient of the binarization schedule: forward, ``value`` (computed
     from ``x`` without a graph, such as an ABR's output) or by default the exact step
     ``[x > 0]``; backward, the gradient of ``clamp(w0 x + 1/2, 0, 1)`` with respect to
@@ -123,9 +125,18 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
     ``-x/width**2`` inside the window (1-bit PACT's gradient on its clip level, centred),
     so the width can be learned.
 
+    ``offset = 1/2`` moves the threshold to the window's middle, ``[x > 1/(2 w0)]``
+    (``[x > width/2]``), and the window to ``[0, 1/w0)``: the backward is then that of
+    ``clamp(w0 x, 0, 1)``, the bounded rectifier itself, and the step rounds it (the
+    schedule's ``rounded`` form; with ``width``, 1-bit PACT's forward and gradients).
+    In general the forward is ``[w0 x > offset]``, the backward that of
+    ``clamp(w0 x - offset + 1/2, 0, 1)``.
+
     Built as ``s = hardtanh(w0 x, -1/2, 1/2)``, whose values are then overwritten in
     place through ``s.detach()``: with the step as ``ceil(s)`` (1 above 0, 0 at and below
-    it, written -0 there; NaN stays NaN, so a NaN loss is still caught), or with
+    it, written -0 there; NaN stays NaN, so a NaN loss is still caught; a subnormal
+    ``x`` whose ``w0 x`` underflows to 0 gives 0: this is the training forward, and the
+    deployed step and the frozen layer in eval compare ``x`` itself), or with
     ``value``. Autograd allows it because hardtanh's backward reads its input, never its
     output. Three built-in kernels forward and two backward, no Python autograd
     Function: on small nets, where a step is bound by per-op dispatch, the fastest of
@@ -134,7 +145,7 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
     if width is None and not w0 > 0:
         raise ValueError(f"w0 must be > 0, got {w0}")
     if x.numel() >= _FUSED_MIN_NUMEL and (x.requires_grad or (width is not None and width.requires_grad)):
-        return _WindowFunction.apply(x, width, float(w0), value)
+        return _WindowFunction.apply(x, width, float(w0), value, float(offset))
     if width is not None:
         # x * (1/width), not x / width: the same gradients, and its backward makes two
         # passes over x's size where the division's makes four (1.5x faster measured on a
@@ -144,6 +155,8 @@ def windowed(x: Tensor, w0: float, value: Tensor | None = None, *, width: Tensor
         # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
         # tensor on every call, and one of another dtype is cast in the backward.
         scaled = x * _scalar(float(w0), x.dtype)
+    if offset:
+        scaled = scaled - offset
     s = torch.nn.functional.hardtanh(scaled, -0.5, 0.5)
     out = s.detach()
     out.ceil_() if value is None else out.copy_(value)
@@ -159,9 +172,12 @@ class _WindowFunction(torch.autograd.Function):
     56), channels-last: 10.8 ms against 16.1 (ReLU 3.7; docs/benchmarks.md)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, width: Tensor | None, w0: float, value: Tensor | None) -> Tensor:
+    def forward(ctx, x: Tensor, width: Tensor | None, w0: float, value: Tensor | None, offset: float) -> Tensor:
         r = width.detach().reciprocal() if width is not None else _scalar(w0, x.dtype)
         scaled = x * r
+        if offset:
+            scaled.sub_(offset)
+        ctx.offset = offset
         ctx.save_for_backward(scaled, r)
         if value is None:  # the step, as ceil(s) in windowed (NaN kept)
             return torch.nn.functional.hardtanh(scaled, -0.5, 0.5).ceil_()
@@ -173,9 +189,12 @@ class _WindowFunction(torch.autograd.Function):
         scaled, r = ctx.saved_tensors
         g = torch.ops.aten.hardtanh_backward(grad, scaled, -0.5, 0.5)
         grad_width = None
-        if ctx.needs_input_grad[1]:  # d/dwidth of clamp(x r + 1/2) is -x r^2 = -(x r) r inside
-            grad_width = (-r * _dot(g, scaled)).to(r.dtype)
-        return (g.mul_(r) if ctx.needs_input_grad[0] else None), grad_width, None, None
+        if ctx.needs_input_grad[1]:  # d/dwidth of clamp(x r - offset + 1/2) is -x r^2 = -(x r) r inside
+            dot = _dot(g, scaled)
+            if ctx.offset:  # x r = scaled + offset
+                dot = dot + ctx.offset * g.sum(dtype=dot.dtype)
+            grad_width = (-r * dot).to(r.dtype)
+        return (g.mul_(r) if ctx.needs_input_grad[0] else None), grad_width, None, None, None
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:

@@ -64,6 +64,11 @@ class ABR(LazyModuleMixin, nn.Module):
         self.window: float | None = None
         self.window_width: Tensor | None = None
         self.frozen = False
+        # ``rounded`` (set by the schedule with ``window``): the step is [x > threshold],
+        # the middle of the window [0, width), which rounds the bounded rectifier; the
+        # threshold is a buffer so that the saved weights deploy to the same network.
+        self.rounded = False
+        self.register_buffer("threshold", torch.zeros(()))
         if shared:
             num_channels = 1
         if num_channels is None:
@@ -78,6 +83,11 @@ class ABR(LazyModuleMixin, nn.Module):
         state = self.__dict__.copy()
         state["last_binary_loss"] = None
         return state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Weights saved before the threshold existed deploy at 0, as they did then.
+        state_dict.setdefault(prefix + "threshold", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         if not self.has_uninitialized_params():
@@ -99,10 +109,18 @@ class ABR(LazyModuleMixin, nn.Module):
             # left from an earlier step would hold a freed graph). (Set only when needed:
             # a module's setattr costs more than a small layer's kernel.)
             self.last_binary_loss = None
+        offset = 0.5 if self.rounded else 0.0
         if self.frozen:
             if self.window is not None and torch.is_grad_enabled():
-                return F.windowed(x, self.window, width=self.window_width)
-            return F.step(x)
+                return F.windowed(x, self.window, width=self.window_width, offset=offset)
+            return F.step(x - self.threshold) if self.rounded else F.step(x)
+        if self.rounded and self.window is not None:  # the linear region contracts about its middle
+            with torch.no_grad():
+                w = F._broadcast(self.effective_slope(), x, self.channel_dim).to(x.dtype)
+                y = ((x - self.threshold) * w + 0.5).clamp_(0.0, 1.0)
+            if not torch.is_grad_enabled():
+                return y
+            return F.windowed(x, self.window, y, width=self.window_width, offset=offset)
         # (Not under torch.compile, which sees the floor's kernels fused anyway.)
         floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)
         if self.window is not None and torch.is_grad_enabled():
@@ -115,6 +133,15 @@ class ABR(LazyModuleMixin, nn.Module):
             # on each output is +-lambda / N, the same scale as a mean task loss.
             self.last_binary_loss = self.binary_loss * F.binary_penalty(y).sum() / max(len(y), 1)
         return y
+
+    def to_step(self) -> nn.Module:
+        """The deploy form: ``Step``, ``[x > 0]``, or where the schedule rounded this layer,
+        ``[x > threshold]`` (a :class:`ThresholdStep`). Either way every output is 0/1."""
+        t = self.threshold.detach()
+        if not bool(t != 0):
+            return Step()
+        t = t.reshape(1).clone()
+        return ThresholdStep(threshold=t, sign=torch.ones_like(t), channel_dim=self.channel_dim)
 
     def extra_repr(self) -> str:
         if self.has_uninitialized_params():
@@ -133,6 +160,8 @@ class ABR(LazyModuleMixin, nn.Module):
             parts.append("frozen")
         if self.window is not None:
             parts.append(f"window={self.window:.3g}")
+        if bool(self.threshold != 0):
+            parts.append(f"threshold={self.threshold.item():.3g}")
         return ", ".join(parts)
 
 
@@ -167,13 +196,14 @@ class ThresholdStep(nn.Module):
         self.register_buffer("sign", sign)
 
     @classmethod
-    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> ThresholdStep:
-        # BN(x) = gamma * (x - mean) / std + beta > 0  <=>  sign(gamma) * (x - t) > 0
-        # with t = mean - beta * std / gamma. gamma == 0 gives a constant [beta > 0].
+    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm, level: Tensor | float = 0.0) -> ThresholdStep:
+        # BN(x) = gamma * (x - mean) / std + beta > level  <=>  sign(gamma) * (x - t) > 0
+        # with t = mean - (beta - level) * std / gamma (level: a rounded ABR's threshold).
+        # gamma == 0 gives a constant [beta > level].
         std = torch.sqrt(bn.running_var + bn.eps)
         gamma = bn.weight if bn.affine else torch.ones_like(std)
         beta = bn.bias if bn.affine else torch.zeros_like(std)
-        gamma, beta = gamma.detach(), beta.detach()
+        gamma, beta = gamma.detach(), beta.detach() - torch.as_tensor(level, dtype=std.dtype).detach()
         safe = torch.where(gamma == 0, torch.ones_like(gamma), gamma)
         t = bn.running_mean - beta * std / safe
         t = torch.where(gamma == 0, torch.where(beta > 0, -torch.inf, torch.inf), t)

@@ -95,6 +95,13 @@ class BinarizationSchedule:
         window_share: each layer's ``w0`` set so that this share of its held-out
             inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
             the layer's mean slope (docs/method.md).
+        rounded: (with ``surrogate``) the step rounds the bounded rectifier instead of
+            taking its lower end: from the ``binarize`` stage on each layer's step is
+            ``[x > width/2]``, the middle of the linear region ``[0, width)`` that is
+            now its window, so the backward is that of ``clamp(x/width, 0, 1)`` (1-bit
+            PACT's); the linear regions contract about their middles, and the ABRs
+            deploy as steps at ``width/2`` (their ``threshold`` buffers). ``False``: the
+            step ``[x > 0]`` and the window centred on it.
 
     The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
     before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
@@ -126,6 +133,7 @@ class BinarizationSchedule:
         surrogate: bool = True,
         window_share: float | None = None,
         learn_window: bool = True,
+        rounded: bool = False,
         hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
@@ -143,6 +151,8 @@ class BinarizationSchedule:
             raise ValueError(f"need 0 <= binarize_at ({binarize_at}) <= freeze_at ({freeze_at}) <= 1")
         if not 0 < saturate < 1:
             raise ValueError(f"saturate must lie in (0, 1), got {saturate}")
+        if rounded and not surrogate:
+            raise ValueError("rounded needs surrogate=True: the step moves to the middle of the surrogate window")
         if window_share is not None and not 0 < window_share < 1:
             raise ValueError(f"window_share must lie in (0, 1), got {window_share}")
         self.model, self.optimizer, self.total_steps = model, optimizer, int(total_steps)
@@ -150,7 +160,7 @@ class BinarizationSchedule:
         self.binarize_at, self.freeze_at = binarize_at, freeze_at
         self.saturate, self.held_out, self.end_mult, self.max_slope = saturate, held_out, end_mult, max_slope
         self.compensate, self.straight_through, self.surrogate = compensate, straight_through or surrogate, surrogate
-        self.window_share = window_share
+        self.window_share, self.rounded = window_share, rounded
         self.step_count = int(step)
         self.start: dict[str, float] = {}  # per ABR: mean slope when the binarize stage began
         self.end: dict[str, float] = {}  # per ABR: the floor at the end of that stage
@@ -243,6 +253,8 @@ class BinarizationSchedule:
         if self.width and self.end:
             with torch.no_grad():  # a width under 1/max_slope would be a slope above it
                 torch._foreach_clamp_min_(list(self.width.values()), 1.0 / self.max_slope)
+                if self.rounded:  # the steps stay at the middles of the moved windows
+                    self._place_thresholds()
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
@@ -264,6 +276,11 @@ class BinarizationSchedule:
                 m.window = self.window.get(name, self.start[name])
             if window and m.window_width is not self.width.get(name):
                 m.window_width = self.width.get(name)
+            if window and m.rounded != self.rounded:
+                m.rounded = self.rounded
+        if window and self.rounded:
+            with torch.no_grad():
+                self._place_thresholds()
         for name in self.names[len(self._frozen) : want]:
             if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
                 self._handles.extend(freeze(self.model, [name], straight_through=True))
@@ -273,6 +290,15 @@ class BinarizationSchedule:
         # A frozen layer's forward is its step: its slope takes no part, and needs no clamp.
         self._moving = [m for m in self._layers if not m.frozen]
         self._synced = key
+
+    def _place_thresholds(self) -> None:
+        """Each rounded layer's step at its window's middle: ``width/2``, or ``1/(2 w0)``."""
+        if self.width:  # (two kernels for all layers: it runs after every step)
+            ths = [self.abrs[n].threshold for n in self.width]
+            torch._foreach_copy_(ths, list(self.width.values()))
+            torch._foreach_mul_(ths, 0.5)
+        for name in self.abrs.keys() - self.width.keys():
+            self.abrs[name].threshold.fill_(0.5 / self.window.get(name, self.start[name]))
 
     @torch.no_grad()
     def _measure_end(self) -> None:

@@ -101,7 +101,8 @@ def upstream_params(model: nn.Module, names: Sequence[str]) -> list[nn.Parameter
 
 
 def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: bool = False) -> nn.Module:
-    """A deployable copy of ``model`` in which the chosen ABRs are replaced by ``Step``.
+    """A deployable copy of ``model`` in which the chosen ABRs are replaced by their steps:
+    ``Step``, or a ``ThresholdStep`` at a rounded ABR's threshold.
 
     Args:
         layers: ``"all"``; ``"last"``, the representation that feeds the final
@@ -136,7 +137,16 @@ def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: 
 
 
 def _foldable(bn: nn.Module, step: nn.Module) -> bool:
-    return isinstance(bn, nn.modules.batchnorm._BatchNorm) and type(step) is Step and bn.track_running_stats
+    if not (isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats):
+        return False
+    # [x > 0], or a rounded ABR's [x > t] (one threshold for the layer, sign +1)
+    return type(step) is Step or (
+        type(step) is ThresholdStep and step.threshold.numel() == 1 and bool((step.sign == 1).all())
+    )
+
+
+def _level(step: nn.Module) -> torch.Tensor | float:
+    return step.threshold.reshape(()) if isinstance(step, ThresholdStep) else 0.0
 
 
 def _fold_batchnorm(model: nn.Module) -> None:
@@ -145,7 +155,7 @@ def _fold_batchnorm(model: nn.Module) -> None:
         keys = list(seq._modules)
         for a, b in zip(keys, keys[1:]):
             if _foldable(seq._modules[a], seq._modules[b]):
-                seq._modules[b] = ThresholdStep.from_batchnorm(seq._modules[a])
+                seq._modules[b] = ThresholdStep.from_batchnorm(seq._modules[a], _level(seq._modules[b]))
                 seq._modules[a] = nn.Identity()
     # fx GraphModules (from convert): a BatchNorm node whose only user is a Step node.
     for gm in [m for m in model.modules() if isinstance(m, fx.GraphModule)]:
@@ -158,7 +168,7 @@ def _fold_batchnorm(model: nn.Module) -> None:
                 continue
             bn, step = gm.get_submodule(src.target), gm.get_submodule(node.target)
             if _foldable(bn, step):
-                set_module(gm, node.target, ThresholdStep.from_batchnorm(bn))
+                set_module(gm, node.target, ThresholdStep.from_batchnorm(bn, _level(step)))
                 node.args = (src.args[0],)
                 gm.graph.erase_node(src)
                 changed = True

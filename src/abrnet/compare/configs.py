@@ -15,7 +15,7 @@ NOT_MATHS = ("device", "workers", "log_every", "channels_last")
 # Fields that only abrnet.BinarizationSchedule reads. It drives ABRs under the adaptive
 # schedule and nothing else, so a rival's (or the paper schedule's) finished run stays
 # valid when they change, as they do when the schedule's defaults move.
-ADAPTIVE_ONLY = ("binarize_at", "freeze_at", "saturate", "surrogate", "window_share", "learn_window")
+ADAPTIVE_ONLY = ("binarize_at", "freeze_at", "saturate", "surrogate", "window_share", "learn_window", "rounded")
 
 
 def maths(cfg: dict) -> dict:

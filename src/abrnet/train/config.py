@@ -101,6 +101,7 @@ class TrainConfig:
         None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's"
     )
     learn_window: bool = _f(True, "adaptive: each layer's window width is learned, as PACT learns its clip level")
+    rounded: bool = _f(False, "adaptive: each step rounds its bounded rectifier, [x > width/2], not [x > 0]")
     finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
     finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
     finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")
