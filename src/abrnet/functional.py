@@ -155,11 +155,15 @@ def windowed(
         # w0 as a cached 0-dim tensor of x's dtype: a Python scalar is wrapped into a new
         # tensor on every call, and one of another dtype is cast in the backward.
         scaled = x * _scalar(float(w0), x.dtype)
-    if offset:
-        scaled = scaled - offset
-    s = torch.nn.functional.hardtanh(scaled, -0.5, 0.5)
+    # the window is offset - 1/2 <= w0 x <= offset + 1/2, its step [w0 x > offset]
+    s = torch.nn.functional.hardtanh(scaled, offset - 0.5, offset + 0.5)
     out = s.detach()
-    out.ceil_() if value is None else out.copy_(value)
+    if value is not None:
+        out.copy_(value)
+    elif offset:  # (in place, outside autograd: no node for the shift)
+        out.sub_(offset).ceil_()
+    else:
+        out.ceil_()
     return s
 
 
@@ -175,25 +179,21 @@ class _WindowFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, width: Tensor | None, w0: float, value: Tensor | None, offset: float) -> Tensor:
         r = width.detach().reciprocal() if width is not None else _scalar(w0, x.dtype)
         scaled = x * r
-        if offset:
-            scaled.sub_(offset)
-        ctx.offset = offset
+        ctx.bounds = (offset - 0.5, offset + 0.5)
         ctx.save_for_backward(scaled, r)
-        if value is None:  # the step, as ceil(s) in windowed (NaN kept)
-            return torch.nn.functional.hardtanh(scaled, -0.5, 0.5).ceil_()
+        if value is None:  # the step, as in windowed (NaN kept)
+            step = torch.nn.functional.hardtanh(scaled, *ctx.bounds)
+            return (step.sub_(offset) if offset else step).ceil_()
         return value if value.dtype == x.dtype else value.to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
         scaled, r = ctx.saved_tensors
-        g = torch.ops.aten.hardtanh_backward(grad, scaled, -0.5, 0.5)
+        g = torch.ops.aten.hardtanh_backward(grad, scaled, *ctx.bounds)
         grad_width = None
         if ctx.needs_input_grad[1]:  # d/dwidth of clamp(x r - offset + 1/2) is -x r^2 = -(x r) r inside
-            dot = _dot(g, scaled)
-            if ctx.offset:  # x r = scaled + offset
-                dot = dot + ctx.offset * g.sum(dtype=dot.dtype)
-            grad_width = (-r * dot).to(r.dtype)
+            grad_width = (-r * _dot(g, scaled)).to(r.dtype)
         return (g.mul_(r) if ctx.needs_input_grad[0] else None), grad_width, None, None, None
 
 
