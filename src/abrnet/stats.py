@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 from .layers import ABR, is_step
-from .steps import is_binarizable
+from .steps import deploy_form, is_binarizable
 
 
 @dataclass
@@ -38,7 +38,8 @@ class LayerStats:
 
 class BinaryCounter:
     """A forward hook that counts a layer's outputs: exactly 0, exactly 1, and those
-    that differ from the step of the layer's input."""
+    that differ from the layer's deploy form (its step: ``[x > 0]``, or its own
+    threshold) on the same input."""
 
     def __init__(self) -> None:
         self.n = self.zero = self.one = self.changed = 0
@@ -49,7 +50,8 @@ class BinaryCounter:
         self.n += y.numel()
         self.zero += int((y == 0).sum())
         self.one += int((y == 1).sum())
-        self.changed += int((y != F.step(x.detach())).sum())
+        step = deploy_form(module) if is_binarizable(module) else F.step
+        self.changed += int((y != step(x.detach()).to(y.device)).sum())
 
 
 def _batches(data) -> Iterable[Tensor]:
