@@ -106,7 +106,11 @@ def make_step(name: str, method: str, x, y, learned: bool = False):
 
 
 def _fixed(form):
-    return lambda x, w0, value=None, width=None: form(x, w0, value)
+    def call(x, w0, value=None, width=None, offset=0.0):
+        assert width is None and not offset, "the fixed forms time the centred fixed window only"
+        return form(x, w0, value)
+
+    return call
 
 
 def bench(name: str, repeats: int, iters: int, learned: bool = False) -> dict:
