@@ -202,8 +202,13 @@ def test_remove_takes_the_hooks_off():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"total_steps": 0}, {"binarize_at": 0.9, "freeze_at": 0.5}, {"saturate": 1.0}, {"window_share": 0.0},
-     {"rounded": True, "surrogate": False}],  # fmt: skip
+    [
+        {"total_steps": 0},
+        {"binarize_at": 0.9, "freeze_at": 0.5},
+        {"saturate": 1.0},
+        {"window_share": 0.0},
+        {"rounded": True, "surrogate": False},
+    ],  # fmt: skip
 )
 def test_bad_arguments(kw):
     model = _mlp()
