@@ -88,7 +88,9 @@ def test_window_share_sets_each_window_from_the_held_out_inputs():
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    sched = BinarizationSchedule(model, opt, 40, binarize_at=0.25, freeze_at=0.5, window_share=0.3, held_out=x)
+    sched = BinarizationSchedule(
+        model, opt, 40, binarize_at=0.25, freeze_at=0.5, window_share=0.3, held_out=x, rounded=False
+    )
     inputs = _abr_inputs(model, sched, x)
     sched.step_count = 9
     opt.step()  # step 10 of 40: measured
@@ -176,17 +178,21 @@ def test_only_abrs_are_driven_and_frozen():
     assert sched.names == ["1"] and sched.frozen_count(1.0) == 1
 
 
-def test_stage_defaults_follow_the_number_of_binary_layers():
+def test_stage_defaults_follow_the_rounding_and_the_number_of_binary_layers():
     single = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), abrnet.ABR(8), nn.Linear(8, 3))
-    for model, want in ((single, (0.01, 0.02)), (_mlp(), (0.1, 0.2))):
-        sched = BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), 100)
+    cases = ((single, {}, (0.01, 0.02)), (_mlp(), {}, (0.01, 0.02)),  # rounded: early for any number
+             (single, {"rounded": False}, (0.01, 0.02)), (_mlp(), {"rounded": False}, (0.1, 0.2)),
+             (_mlp(), {"surrogate": False}, (0.1, 0.2)))  # fmt: skip
+    for model, kw, want in cases:
+        sched = BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), 100, **kw)
         assert (sched.binarize_at, sched.freeze_at) == want
+        assert sched.rounded is kw.get("rounded", kw.get("surrogate", True))
         assert sched.frozen_count(want[1] - 1e-9) == 0 and sched.frozen_count(want[1]) == 1
     # given values win; an unset freeze_at never comes before a given binarize_at
     sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, binarize_at=0.3)
     assert (sched.binarize_at, sched.freeze_at) == (0.3, 0.3)
     sched = BinarizationSchedule(_mlp(), torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.5)
-    assert (sched.binarize_at, sched.freeze_at) == (0.1, 0.5)
+    assert (sched.binarize_at, sched.freeze_at) == (0.01, 0.5)
     sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.005)
     assert (sched.binarize_at, sched.freeze_at) == (0.005, 0.005)
 
@@ -217,11 +223,16 @@ def test_bad_arguments(kw):
         BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), **args)
 
 
-def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens():
+@pytest.mark.parametrize("rounded", [False, True], ids=["centred", "rounded"])
+def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens(rounded):
+    # centred: the window |w0 x| < 1/2 about the step [x > 0]; rounded: the linear region
+    # 0 < w0 x < 1 itself, about the step [x > 1/(2 w0)]
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    sched = BinarizationSchedule(model, opt, 100, binarize_at=0.6, freeze_at=0.85, held_out=x)
+    sched = BinarizationSchedule(
+        model, opt, 100, binarize_at=0.6, freeze_at=0.85, held_out=x, learn_window=False, rounded=rounded
+    )
     sched.step_count = 70  # inside the binarize stage
     sched.after_step()
     assert sched.stage == "binarize" and all(m.window == sched.start[n] for n, m in sched.abrs.items())
@@ -231,9 +242,9 @@ def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens(
     out = abr(h)
     torch.testing.assert_close(out, abr.__class__.forward(abr, h))  # forward: the ABR as it is now
     out.sum().backward()
-    inside = (h.detach() * w0).abs() < 0.5
+    inside = (h.detach() * w0 - (0.5 if rounded else 0.0)).abs() < 0.5
     assert inside.any() and not inside.all()
-    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: clamp(w0 x + 1/2, 0, 1)'s
+    torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: the window's, of slope w0
     # no compensation: upstream gradients keep their size
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
@@ -245,7 +256,7 @@ def test_surrogate_keeps_the_starting_window_backward_while_the_forward_hardens(
     sched.after_step()
     assert sched.frozen_count() == 2
     out = abr(h)
-    assert torch.equal(out, (h > 0).float())  # forward: the exact step
+    assert torch.equal(out, (h * w0 > (0.5 if rounded else 0.0)).float())  # forward: the exact step
     h.grad = None
     out.sum().backward()
     torch.testing.assert_close(h.grad, inside.float() * w0)  # backward: the same window
@@ -314,11 +325,12 @@ def test_binary_loss_stops_when_the_surrogate_takes_over():
     assert sched.frozen_count() == 1 and model[1].last_binary_loss is None
 
 
-def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer():
+@pytest.mark.parametrize("rounded", [False, True], ids=["centred", "rounded"])
+def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer(rounded):
     model = _mlp()
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    sched = BinarizationSchedule(model, opt, 100, held_out=x)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x, rounded=rounded, binarize_at=0.1, freeze_at=0.2)
     assert len(opt.param_groups) == 1  # the widths close the first group: its rate, its schedule
     assert opt.param_groups[0]["params"][-2:] == list(sched.width.values())
     sched.step_count = 9
@@ -327,9 +339,10 @@ def test_learned_window_starts_at_w0_and_is_trained_by_the_optimizer():
     assert abr.window_width is width and width.item() == pytest.approx(1 / sched.start["1"])
     h = model[0](x).detach().requires_grad_()
     abr(h).sum().backward()
-    inside = h.detach().abs() < width.detach() / 2
+    a = width.detach()
+    inside = (h.detach() - (a / 2 if rounded else 0.0)).abs() < a / 2  # about the step: [x > a/2] or [x > 0]
     assert inside.any() and not inside.all()
-    torch.testing.assert_close(h.grad, inside.float() / width.detach())  # the window's gradient
+    torch.testing.assert_close(h.grad, inside.float() / a)  # the window's gradient
     assert width.grad is not None and width.grad.item() != 0.0
     before = {n: w.item() for n, w in sched.width.items()}
     for _ in range(20):

@@ -5,7 +5,7 @@
 step by the last step, whatever the model, batch size or number of processes: written in
 progress ``p = step / total_steps``, it aims at the end state (every output exactly 0/1,
 training form = deployed form). Three stages, from docs/method.md's study (they start
-at 0.1 and 0.2 of the steps, or at 0.01 and 0.02 for a single binary layer):
+at 0.01 and 0.02 of the steps; at 0.1 and 0.2 for several centred layers):
 
 1. ``learn`` (``p < binarize_at``): the ABRs train as bounded rectifiers (optionally
    with a growth term; none by default), which sets each layer's weights, slopes and
@@ -13,10 +13,13 @@ at 0.1 and 0.2 of the steps, or at 0.01 and 0.02 for a single binary layer):
 2. ``binarize`` (``binarize_at <= p < freeze_at``): each layer's slope floor rises
    geometrically from where its slopes are to the slope at which ``saturate`` of its
    held-out pre-activations fall outside the linear region. By default (``surrogate``)
-   each ABR's backward is from then on the gradient of ``clamp(w0 x + 1/2, 0, 1)``, a
-   window centred on the step's threshold, starting at the layer's mean slope ``w0``
-   and (``learn_window``, the default) learned from there, one width per layer, as
-   1-bit PACT learns its clip level; without it, the ABR's own ``w * grad``, with the
+   each ABR's backward is from then on a window about its step's threshold, of the
+   width ``1/w0`` of its linear region at the layer's mean slope ``w0``, and
+   (``learn_window``, the default) learned from there, one width per layer, as 1-bit
+   PACT learns its clip level. By default (``rounded``) the step rounds the bounded
+   rectifier, ``[x > width/2]``, and the window is the linear region ``[0, width)``
+   itself, which contracts about its middle; otherwise the step is ``[x > 0]`` and the
+   window centred on it. Without ``surrogate``, the ABR's own ``w * grad``, with the
    gradients upstream divided by the floors' rise.
 3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
    to last, at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
@@ -45,18 +48,22 @@ from .windows import add_widths, average_grads, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config. Early: with the surrogate, the
-# longer the exact binary network trains, the better (measured: docs/results.md).
-BINARIZE_AT, FREEZE_AT, SATURATE = 0.1, 0.2, 0.99
-# With a single binary layer (the codes of a hashing head, abrnet's --binarize last)
-# nothing binary feeds it, and it learns best as a step from the start: the quick net's
-# last layer gains 0.51 points (3 seeds, each higher) over 0.1 / 0.2, where four stacked
-# binary layers lose 0.66 without their bounded-rectifier stage (docs/results.md).
-SINGLE_BINARIZE_AT, SINGLE_FREEZE_AT = 0.01, 0.02
+# longer the exact binary network trains, the better, and rounded steps learn best as
+# steps almost from the start, the way 1-bit PACT trains (measured: docs/results.md).
+BINARIZE_AT, FREEZE_AT, SATURATE = 0.01, 0.02, 0.99
+# The centred steps [x > 0] (rounded=False) on several binary layers need a longer
+# bounded-rectifier stage: without it the quick net's four lose 0.28 points (3 seeds);
+# a single one (nothing binary feeds it) does not (docs/results.md).
+CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT = 0.1, 0.2
+# Each step rounds its bounded rectifier (docs/method.md, "Rounded steps").
+ROUNDED = True
 
 
-def stage_defaults(binary_layers: int) -> tuple[float, float]:
+def stage_defaults(binary_layers: int, rounded: bool = ROUNDED) -> tuple[float, float]:
     """The default ``(binarize_at, freeze_at)`` for a model with this many binary layers."""
-    return (SINGLE_BINARIZE_AT, SINGLE_FREEZE_AT) if binary_layers == 1 else (BINARIZE_AT, FREEZE_AT)
+    if not rounded and binary_layers > 1:
+        return CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT
+    return BINARIZE_AT, FREEZE_AT
 
 
 # No growth term by default: it pushes units out of the linear region while they still
@@ -71,8 +78,8 @@ class BinarizationSchedule:
     Args:
         growth, kind: strength and kind of the growth term in the ``learn`` stage.
         binarize_at, freeze_at: where the ``binarize`` and ``freeze`` stages start, as
-            fractions of ``total_steps``; by default (None) 0.1 and 0.2, or 0.01 and
-            0.02 when the schedule drives a single binary layer (:func:`stage_defaults`).
+            fractions of ``total_steps``; by default (None) 0.01 and 0.02, or 0.1 and
+            0.2 for several centred (not ``rounded``) layers (:func:`stage_defaults`).
         saturate: share of a layer's held-out pre-activations that must lie outside the
             linear region (``|w x| >= 1``) when the floors reach their end.
         held_out: a batch of inputs (or None) on which the end slopes are measured when
@@ -95,13 +102,13 @@ class BinarizationSchedule:
         window_share: each layer's ``w0`` set so that this share of its held-out
             inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
             the layer's mean slope (docs/method.md).
-        rounded: (with ``surrogate``) the step rounds the bounded rectifier instead of
-            taking its lower end: from the ``binarize`` stage on each layer's step is
+        rounded: (default, with ``surrogate``) the step rounds the bounded rectifier
+            instead of taking its lower end: from the ``binarize`` stage on each layer's step is
             ``[x > width/2]``, the middle of the linear region ``[0, width)`` that is
             now its window, so the backward is that of ``clamp(x/width, 0, 1)`` (1-bit
             PACT's); the linear regions contract about their middles, and the ABRs
             deploy as steps at ``width/2`` (their ``threshold`` buffers). ``False``: the
-            step ``[x > 0]`` and the window centred on it.
+            paper's step ``[x > 0]``, the window centred on it. ``None``: ``surrogate``.
 
     The schedule registers hooks on ``optimizer`` (unless ``hook_optimizer=False``):
     before each ``step()`` it runs :meth:`before_step` (the growth gradient, and the
@@ -133,7 +140,7 @@ class BinarizationSchedule:
         surrogate: bool = True,
         window_share: float | None = None,
         learn_window: bool = True,
-        rounded: bool = False,
+        rounded: bool | None = None,
         hook_optimizer: bool = True,
         step: int = 0,
     ) -> None:
@@ -143,7 +150,8 @@ class BinarizationSchedule:
         self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
         # The ABRs it drives, in order (a rival activation in the same model is left alone).
         self.names = [n for n in binary_layers(model) if n in self.abrs]
-        auto = stage_defaults(len(self.names))
+        rounded = ROUNDED and surrogate if rounded is None else rounded
+        auto = stage_defaults(len(self.names), rounded)
         # an unset stage never crosses a given one
         binarize_at = min(auto[0], 1.0 if freeze_at is None else freeze_at) if binarize_at is None else binarize_at
         freeze_at = max(auto[1], binarize_at) if freeze_at is None else freeze_at

@@ -85,12 +85,15 @@ def test_page_has_its_sections_and_real_images(page):
 
 
 def _direct_codes(run, x):
-    """The digits MLP by hand: Flatten - Linear - [>0] - Linear - [>0], from the weights."""
+    """The digits MLP by hand: Flatten - Linear - [> t] - Linear - [> t], from the weights
+    and each ABR's threshold (the middle of its linear region: the schedule rounds)."""
     w = dict(run.model.named_parameters())
+    t = dict(run.model.named_buffers())
+    assert t["2.threshold"] > 0 and t["4.threshold"] > 0
     with torch.no_grad():
-        h1 = torch.nn.functional.linear(x.flatten(1), w["1.weight"], w["1.bias"])
-        h2 = torch.nn.functional.linear((h1 > 0).float(), w["3.weight"], w["3.bias"])
-    return h1, h2
+        h1 = torch.nn.functional.linear(x.flatten(1), w["1.weight"], w["1.bias"]) - t["2.threshold"]
+        h2 = torch.nn.functional.linear((h1 > 0).float(), w["3.weight"], w["3.bias"]) - t["4.threshold"]
+    return h1, h2  # the steps' inputs less their thresholds: a unit fires where > 0
 
 
 def test_semantics_numbers_equal_a_direct_computation(run_dir, page):
@@ -140,12 +143,14 @@ def test_binary_shares_equal_the_final_model_on_the_held_out_batch(run_dir, page
     # The adaptive schedule ends with its first `frozen` layers computing their steps.
     frozen = read_checkpoint(run_dir / "model.safetensors")[1]["frozen"]
 
-    def act(i: int, name: str, h: torch.Tensor) -> torch.Tensor:
-        return (h > 0).float() if i < frozen else torch.clamp(h * slopes[name], 0, 1)
+    def act(i: int, name: str, h: torch.Tensor) -> torch.Tensor:  # h: the input less the threshold
+        # a frozen layer's step; before, the rounded ABR, its linear region about the threshold
+        return (h > 0).float() if i < frozen else torch.clamp(h * slopes[name] + 0.5, 0, 1)
 
     with torch.no_grad():
         a1 = act(0, "2", h1)
-        a2 = act(1, "4", torch.nn.functional.linear(a1, w["3.weight"], w["3.bias"]))
+        t4 = run.model.get_submodule("4").threshold
+        a2 = act(1, "4", torch.nn.functional.linear(a1, w["3.weight"], w["3.bias"]) - t4)
     for name, out in (("2", a1), ("4", a2)):
         final = data["dynamics_final"][name]
         assert final["zero"] == pytest.approx((out == 0).float().mean().item(), abs=1e-9)

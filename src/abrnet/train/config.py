@@ -22,14 +22,14 @@ from ..errors import UserError
 from ..functional import GROWTH_KINDS
 from ..penalty import SLOPE_LR_MULT
 from ..rivals import METHODS
-from ..schedule import BINARIZE_AT, FREEZE_AT, SATURATE, SINGLE_BINARIZE_AT, SINGLE_FREEZE_AT
+from ..schedule import BINARIZE_AT, CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT, FREEZE_AT, ROUNDED, SATURATE
 from .datasets import DATASETS
 from .models import MODELS
 
 SCOPES = ("all", "last")
 # Fields added with a default that changed the maths, and the value a run saved before
 # them trained with: its config.json lacks them, and a resume must go on the same way.
-SAVED_BEFORE = {"learn_window": False}
+SAVED_BEFORE = {"learn_window": False, "rounded": False}
 # adaptive (the default): abrnet.BinarizationSchedule drives the ABRs over the whole
 # budget; with its centred surrogate and early stages it is measured above the paper
 # schedule on the digits and on both Fashion-MNIST nets (docs/results.md). paper: the
@@ -88,12 +88,12 @@ class TrainConfig:
     binarize_at: float | None = _f(
         None,
         "adaptive: share of the steps after which the slope floors rise; "
-        f"unset: {BINARIZE_AT}, or {SINGLE_BINARIZE_AT} with one binary layer",
+        f"unset: {BINARIZE_AT}, or {CENTRED_BINARIZE_AT} for several binary layers not rounded",
     )
     freeze_at: float | None = _f(
         None,
         f"adaptive: share of the steps after which layers freeze, first to last; unset: {FREEZE_AT}, "
-        f"or {SINGLE_FREEZE_AT} with one",
+        f"or {CENTRED_FREEZE_AT} for several not rounded",
     )
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
@@ -101,7 +101,7 @@ class TrainConfig:
         None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's"
     )
     learn_window: bool = _f(True, "adaptive: each layer's window width is learned, as PACT learns its clip level")
-    rounded: bool = _f(False, "adaptive: each step rounds its bounded rectifier, [x > width/2], not [x > 0]")
+    rounded: bool = _f(ROUNDED, "adaptive: each step rounds its bounded rectifier, [x > width/2], not [x > 0]")
     finetune_epochs: int = _f(10, "epochs of the paper's fine-tune (phase 2); more training epochs when adaptive")
     finetune_lr: float | None = _f(None, "paper phase 2 lr; unset: conserve the reference's lr x steps (0.4)")
     finetune_growth: float | None = _f(None, "paper phase 2 growth; unset: conserve the reference's slope push (4)")

@@ -72,7 +72,7 @@ class Trainer:
             self.binarization = BinarizationSchedule(
                 model, self.opt, self.total_steps, kind=cfg.growth_kind, binarize_at=cfg.binarize_at,
                 freeze_at=cfg.freeze_at, saturate=cfg.saturate, surrogate=cfg.surrogate,
-                window_share=cfg.window_share, learn_window=cfg.learn_window, rounded=cfg.rounded,
+                window_share=cfg.window_share, learn_window=cfg.learn_window, rounded=cfg.rounded and cfg.surrogate,
                 held_out=_held_out(train_ds),
                 **growth,
             )  # fmt: skip
