@@ -91,7 +91,9 @@ def make_step(name: str, method: str, x, y, learned: bool = False):
     model = build(name, method, x.shape[1:]).train()
     opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
     if method == "abr":  # every layer frozen: the schedule held in its last stage
-        sched = abrnet.BinarizationSchedule(model, opt, 10**9, held_out=x, learn_window=learned)
+        # the fixed forms are the centred window's; the learned ones the default (rounded) steps
+        rounded = None if learned else False
+        sched = abrnet.BinarizationSchedule(model, opt, 10**9, held_out=x, learn_window=learned, rounded=rounded)
         sched.step_count = int(0.99e9)
         sched._measure_end()
         sched._sync()
