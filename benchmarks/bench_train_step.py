@@ -49,12 +49,12 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
     opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
     forward = torch.compile(model) if compile else model  # the optimizer and schedule keep the eager module
     paper = abr and schedule == "paper"
-    if abr and schedule in ("adaptive", "fixed-window", "rounded"):
+    if abr and schedule in ("adaptive", "fixed-window", "centred"):
         # The adaptive schedule's optimizer hooks, held at 70% of the budget: in its
         # freeze stage, every layer frozen (forward the step, backward the surrogate
         # window), where most of a run's steps are.
         sched = abrnet.BinarizationSchedule(
-            model, opt, 10**9, held_out=x, learn_window=schedule != "fixed-window", rounded=schedule == "rounded"
+            model, opt, 10**9, held_out=x, learn_window=schedule != "fixed-window", rounded=schedule != "centred"
         )
         sched.step_count = int(0.7e9)
         sched._measure_end()
@@ -124,8 +124,8 @@ def main() -> None:
         "--contiguous", action="store_true", help="NCHW layout instead of channels_last (the engine's default)"
     )
     p.add_argument("--schedule", default="adaptive,paper",
-                   help="ABR's per-step work: adaptive (the engine's default, its window learned), "
-                        "fixed-window (adaptive with learn_window=False), rounded (adaptive with rounded=True), "
+                   help="ABR's per-step work: adaptive (the engine's default: its window learned, its steps rounded), "
+                        "fixed-window (adaptive with learn_window=False), centred (adaptive with rounded=False), "
                         "paper; comma-separated")  # fmt: skip
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()

@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     [
         ["bench_surrogate.py", "--models", "mlp"],
         ["bench_surrogate.py", "--models", "mlp", "--learned"],
-        ["bench_train_step.py", "--models", "mlp", "--schedule", "adaptive,fixed-window,rounded,paper"],
+        ["bench_train_step.py", "--models", "mlp", "--schedule", "adaptive,fixed-window,centred,paper"],
     ],
     ids=["surrogate", "surrogate-learned", "train-step"],
 )
