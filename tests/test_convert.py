@@ -258,14 +258,20 @@ def test_converted_graph_module_is_still_fx():
     assert isinstance(model.layer1[0], fx.GraphModule)
 
 
-def test_fold_bn_inside_converted_resnet_blocks():
+@pytest.mark.parametrize("threshold", [0.0, 0.3], ids=["paper", "rounded"])
+def test_fold_bn_inside_converted_resnet_blocks(threshold):
     torch.manual_seed(0)
     model = abrnet.convert(torchvision.models.resnet18(num_classes=10), example_input=torch.randn(2, 3, 32, 32))
     for _ in range(2):  # non-trivial running statistics
         model.train()(torch.randn(8, 3, 32, 32))
+    with torch.no_grad():  # rounded ABRs deploy as [x > t], and fold so
+        for m in model.modules():
+            if isinstance(m, abrnet.ABR):
+                m.threshold.fill_(threshold)
     x = torch.randn(8, 3, 32, 32)
     plain, folded = abrnet.binarize(model), abrnet.binarize(model, fold_bn=True)
-    thresholds = [m for m in folded.modules() if isinstance(m, abrnet.ThresholdStep)]
+    # folded: one threshold per channel (a rounded ABR alone deploys with one per layer)
+    thresholds = [m for m in folded.modules() if isinstance(m, abrnet.ThresholdStep) and m.threshold.numel() > 1]
     # each block's bn1 -> relu folds; bn2 + add -> relu_1 cannot, nor the stem (ResNet itself is not fx)
     assert len(thresholds) == 8
     assert not hasattr(folded.layer1[0], "bn1")
