@@ -162,10 +162,13 @@ def test_a_rounded_abr_deploys_at_its_threshold_and_old_weights_at_zero():
     # the threshold is saved with the weights; weights saved before it existed load at 0
     fresh = abrnet.ABR(4)
     fresh.load_state_dict(abr.state_dict())
-    assert fresh.threshold.item() == 0.25
+    assert fresh.threshold.item() == 0.25 and fresh.rounded
+    # loaded, its training form is the rounded one: clamp(w (x - t) + 1/2, 0, 1), here w = 1
+    torch.testing.assert_close(fresh(x), (x - 0.25 + 0.5).clamp(0, 1))
     old = {k: v for k, v in abr.state_dict().items() if k != "threshold"}
     fresh.load_state_dict(old)
-    assert fresh.threshold.item() == 0.0 and type(fresh.to_step()) is abrnet.Step
+    assert fresh.threshold.item() == 0.0 and type(fresh.to_step()) is abrnet.Step and not fresh.rounded
+    torch.testing.assert_close(fresh(x), x.clamp(0, 1))  # the paper's ABR
 
 
 def test_model_with_binary_loss_can_be_binarized_after_training():

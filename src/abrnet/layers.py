@@ -64,7 +64,8 @@ class ABR(LazyModuleMixin, nn.Module):
         self.window: float | None = None
         self.window_width: Tensor | None = None
         self.frozen = False
-        # ``rounded`` (set by the schedule with ``window``): the step is [x > threshold],
+        # ``rounded`` (set by the schedule with ``window``, or by loading a saved nonzero
+        # threshold): the bounded rectifier sits about the threshold, its step [x > threshold],
         # the middle of the window [0, width), which rounds the bounded rectifier; the
         # threshold is a buffer so that the saved weights deploy to the same network.
         self.rounded = False
@@ -85,9 +86,11 @@ class ABR(LazyModuleMixin, nn.Module):
         return state
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Weights saved before the threshold existed deploy at 0, as they did then.
+        # Weights saved before the threshold existed deploy at 0, as they did then; a
+        # saved threshold makes the loaded layer the rounded one it was in training.
         state_dict.setdefault(prefix + "threshold", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.rounded = bool(self.threshold != 0)
 
     def reset_parameters(self) -> None:
         if not self.has_uninitialized_params():
@@ -114,12 +117,12 @@ class ABR(LazyModuleMixin, nn.Module):
             if self.window is not None and torch.is_grad_enabled():
                 return F.windowed(x, self.window, width=self.window_width, offset=offset)
             return F.step(x - self.threshold) if self.rounded else F.step(x)
-        if self.rounded and self.window is not None:  # the linear region contracts about its middle
-            with torch.no_grad():
-                w = F._broadcast(self.effective_slope(), x, self.channel_dim).to(x.dtype)
+        if self.rounded:  # the bounded rectifier about its threshold: clamp(w (x - t) + 1/2, 0, 1)
+            w = F._broadcast(self.effective_slope(), x, self.channel_dim).to(x.dtype)
+            if self.window is None or not torch.is_grad_enabled():
+                return torch.nn.functional.hardtanh((x - self.threshold) * w + 0.5, 0.0, 1.0)
+            with torch.no_grad():  # the schedule's window takes the gradient
                 y = ((x - self.threshold) * w + 0.5).clamp_(0.0, 1.0)
-            if not torch.is_grad_enabled():
-                return y
             return F.windowed(x, self.window, y, width=self.window_width, offset=offset)
         # (Not under torch.compile, which sees the floor's kernels fused anyway.)
         floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)

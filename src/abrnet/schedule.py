@@ -44,7 +44,7 @@ from .functional import check_growth_kind
 from .penalty import abr_layers, add_growth_grad_, clamp_layers_
 from .stats import slopes_at_shares
 from .steps import binary_layers, freeze, upstream_params
-from .windows import add_widths, average_grads, place_widths
+from .windows import add_widths, average_grads, place_thresholds, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config. Early: with the surrogate, the
@@ -262,7 +262,7 @@ class BinarizationSchedule:
             with torch.no_grad():  # a width under 1/max_slope would be a slope above it
                 torch._foreach_clamp_min_(list(self.width.values()), 1.0 / self.max_slope)
                 if self.rounded:  # the steps stay at the middles of the moved windows
-                    self._place_thresholds()
+                    place_thresholds(self.abrs, self.width, self._fixed_widths())
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
@@ -288,7 +288,7 @@ class BinarizationSchedule:
                 m.rounded = self.rounded
         if window and self.rounded:
             with torch.no_grad():
-                self._place_thresholds()
+                place_thresholds(self.abrs, self.width, self._fixed_widths())
         for name in self.names[len(self._frozen) : want]:
             if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
                 self._handles.extend(freeze(self.model, [name], straight_through=True))
@@ -298,15 +298,6 @@ class BinarizationSchedule:
         # A frozen layer's forward is its step: its slope takes no part, and needs no clamp.
         self._moving = [m for m in self._layers if not m.frozen]
         self._synced = key
-
-    def _place_thresholds(self) -> None:
-        """Each rounded layer's step at its window's middle: ``width/2``, or ``1/(2 w0)``."""
-        if self.width:  # (two kernels for all layers: it runs after every step)
-            ths = [self.abrs[n].threshold for n in self.width]
-            torch._foreach_copy_(ths, list(self.width.values()))
-            torch._foreach_mul_(ths, 0.5)
-        for name in self.abrs.keys() - self.width.keys():
-            self.abrs[name].threshold.fill_(0.5 / self.window.get(name, self.start[name]))
 
     @torch.no_grad()
     def _measure_end(self) -> None:
@@ -322,7 +313,11 @@ class BinarizationSchedule:
             if got.get("window"):  # |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
                 self.window[name] = min(got["window"] / 2, self.max_slope)
         # the learned windows start where the fixed ones would be
-        place_widths(self.width, self.abrs, {n: 1.0 / self.window.get(n, self.start[n]) for n in self.width})
+        place_widths(self.width, self.abrs, {n: w for n, w in self._fixed_widths().items() if n in self.width})
+
+    def _fixed_widths(self) -> dict[str, float]:
+        """Each measured layer's window width ``1/w0`` as the stage began."""
+        return {n: 1.0 / self.window.get(n, self.start[n]) for n in self.end}
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,5 +1,6 @@
 """The learned surrogate windows of :class:`abrnet.BinarizationSchedule`: one width per
-ABR, trained by the user's optimizer like the PACT clip level it mirrors (docs/method.md).
+ABR, trained by the user's optimizer like the PACT clip level it mirrors, and the rounded
+steps' thresholds at their middles (docs/method.md).
 
 The widths are plain tensors, not the model's parameters: the model's ``state_dict``,
 its checkpoints and the deployed network stay as they are, and the schedule's own
@@ -41,6 +42,19 @@ def place_widths(width: dict[str, Tensor], abrs: dict[str, ABR], values: dict[st
         if not isinstance(slope, nn.parameter.UninitializedParameter) and width[name].device != slope.device:
             width[name].data = width[name].data.to(slope.device)
         width[name].fill_(value)
+
+
+@torch.no_grad()
+def place_thresholds(abrs: dict[str, ABR], width: dict[str, Tensor], fixed: dict[str, float]) -> None:
+    """Each rounded ABR's step at its window's middle: half its learned ``width``, or half
+    its ``fixed`` width where it learns none. Two kernels for all the learned ones: this
+    runs after every optimizer step."""
+    if width:
+        ths = [abrs[n].threshold for n in width]
+        torch._foreach_copy_(ths, list(width.values()))
+        torch._foreach_mul_(ths, 0.5)
+    for name in fixed.keys() - width.keys():
+        abrs[name].threshold.fill_(0.5 * fixed[name])
 
 
 def average_grads(tensors: list[Tensor]) -> None:
