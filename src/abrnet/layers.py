@@ -118,12 +118,11 @@ class ABR(LazyModuleMixin, nn.Module):
                 return F.windowed(x, self.window, width=self.window_width, offset=offset)
             return F.step(x - self.threshold) if self.rounded else F.step(x)
         if self.rounded:  # the bounded rectifier about its threshold: clamp(w (x - t) + 1/2, 0, 1)
-            w = F._broadcast(self.effective_slope(), x, self.channel_dim).to(x.dtype)
-            if self.window is None or not torch.is_grad_enabled():
-                return torch.nn.functional.hardtanh((x - self.threshold) * w + 0.5, 0.0, 1.0)
-            with torch.no_grad():  # the schedule's window takes the gradient
-                y = ((x - self.threshold) * w + 0.5).clamp_(0.0, 1.0)
-            return F.windowed(x, self.window, y, width=self.window_width, offset=offset)
+            windowed = self.window is not None and torch.is_grad_enabled()
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not windowed):  # the window takes the gradient
+                w = F._broadcast(self.effective_slope(), x, self.channel_dim).to(x.dtype)
+                y = torch.nn.functional.hardtanh((x - self.threshold) * w + 0.5, 0.0, 1.0)
+            return F.windowed(x, self.window, y, width=self.window_width, offset=offset) if windowed else y
         # (Not under torch.compile, which sees the floor's kernels fused anyway.)
         floored = not torch.compiler.is_compiling() and self.floored_at == (self.slope._version, self.min_slope)
         if self.window is not None and torch.is_grad_enabled():

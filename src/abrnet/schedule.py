@@ -261,8 +261,8 @@ class BinarizationSchedule:
         if self.width and self.end:
             with torch.no_grad():  # a width under 1/max_slope would be a slope above it
                 torch._foreach_clamp_min_(list(self.width.values()), 1.0 / self.max_slope)
-                if self.rounded:  # the steps stay at the middles of the moved windows
-                    place_thresholds(self.abrs, self.width, self._fixed_widths())
+                if self.rounded:  # the steps stay at the middles of the moved windows (fixed ones do not move)
+                    place_thresholds(self.abrs, self.width, {})
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
