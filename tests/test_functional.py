@@ -189,6 +189,10 @@ def test_windowed_passes_the_step_or_a_value_and_the_centred_clamps_gradient(x, 
     (want,) = torch.autograd.grad(torch.clamp(x * w0 + 0.5, 0.0, 1.0), x, g)
     off_kinks = ((x.detach().double() * w0).abs() - 0.5).abs() > 4 * torch.finfo(dtype).eps
     torch.testing.assert_close(got[off_kinks], want[off_kinks])
+    # Rounded (offset 1/2): the step [w0 x > 1/2], one rounding kernel; -0 only where w0 x is -0.
+    rounded, scaled = F.windowed(x, w0, offset=0.5), x.detach() * w0
+    assert torch.equal(rounded, F.step(scaled - 0.5))
+    assert torch.equal(rounded.signbit(), (scaled == 0) & scaled.signbit())
 
 
 def test_windowed_first_called_under_inference_mode_still_trains_after():
@@ -201,10 +205,11 @@ def test_windowed_first_called_under_inference_mode_still_trains_after():
     assert x.grad is not None
 
 
-def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught():
+@pytest.mark.parametrize("offset", [0.0, 0.5], ids=["centred", "rounded"])
+def test_windowed_lets_nan_through_so_a_nan_loss_is_still_caught(offset):
     # The step maps NaN to 0; the training form must not hide a diverged layer upstream.
     x = torch.tensor([float("nan"), -1.0, 2.0], requires_grad=True)
-    y = F.windowed(x, 1.5)
+    y = F.windowed(x, 1.5, offset=offset)
     assert y[0].isnan() and y[1:].tolist() == [0.0, 1.0]
     assert torch.isnan(y.sum()) and y.grad_fn is not None
 

@@ -132,13 +132,14 @@ def windowed(
     In general the forward is ``[w0 x > offset]``, the backward that of
     ``clamp(w0 x - offset + 1/2, 0, 1)``.
 
-    Built as ``s = hardtanh(w0 x, -1/2, 1/2)``, whose values are then overwritten in
-    place through ``s.detach()``: with the step as ``ceil(s)`` (1 above 0, 0 at and below
-    it, written -0 there; NaN stays NaN, so a NaN loss is still caught; a subnormal
-    ``x`` whose ``w0 x`` underflows to 0 gives 0: this is the training forward, and the
-    deployed step and the frozen layer in eval compare ``x`` itself), or with
-    ``value``. Autograd allows it because hardtanh's backward reads its input, never its
-    output. Three built-in kernels forward and two backward, no Python autograd
+    Built as ``s = hardtanh(w0 x, offset - 1/2, offset + 1/2)``, whose values are then
+    overwritten in place through ``s.detach()``: with the step, ``ceil(s - offset)`` (1
+    above the threshold, 0 at and below it, written -0), at offset 1/2 ``round(s)`` in one
+    kernel (+0); NaN stays NaN, so a NaN loss is still caught; a subnormal ``x`` whose
+    ``w0 x`` underflows to 0 gives 0: this is the training forward, and the deployed step
+    and the frozen layer in eval compare ``x`` itself. Or with ``value``. Autograd allows
+    it because hardtanh's backward reads its input, never its output. Two or three
+    built-in kernels forward and two backward, no Python autograd
     Function: on small nets, where a step is bound by per-op dispatch, the fastest of
     the forms measured (docs/benchmarks.md).
     """
@@ -160,11 +161,17 @@ def windowed(
     out = s.detach()
     if value is not None:
         out.copy_(value)
-    elif offset:  # (in place, outside autograd: no node for the shift)
-        out.sub_(offset).ceil_()
-    else:
-        out.ceil_()
+    else:  # (in place, outside autograd: no node for the step)
+        _step_(out, offset)
     return s
+
+
+def _step_(s: Tensor, offset: float) -> Tensor:
+    # [s > offset] in place for s = hardtanh(., offset - 1/2, offset + 1/2), NaN kept. At
+    # 1/2 one kernel: in [0, 1] rounding half to even is exactly [s > 1/2] (1/2 -> 0).
+    if offset == 0.5:
+        return s.round_()
+    return (s.sub_(offset) if offset else s).ceil_()
 
 
 class _WindowFunction(torch.autograd.Function):
@@ -183,7 +190,7 @@ class _WindowFunction(torch.autograd.Function):
         ctx.save_for_backward(scaled, r)
         if value is None:  # the step, as in windowed (NaN kept)
             step = torch.nn.functional.hardtanh(scaled, *ctx.bounds)
-            return (step.sub_(offset) if offset else step).ceil_()
+            return _step_(step, offset)
         return value if value.dtype == x.dtype else value.to(x.dtype)
 
     @staticmethod
