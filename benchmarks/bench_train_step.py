@@ -20,6 +20,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import abrnet
 from abrnet.train.models import create_model
@@ -74,6 +75,25 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
     return step
 
 
+class _CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(step) -> int:
+    """ATen ops dispatched by one step, forward, backward, optimizer and hooks: on a small
+    net each costs a few µs of dispatch whatever its size, so the count explains the
+    ratio, and unlike a time it does not move with the machine's load."""
+    with _CountOps() as mode:
+        step()
+    return mode.n
+
+
 def timed(step, iters: int, sync) -> float:
     sync()
     t = time.perf_counter()
@@ -96,6 +116,7 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in steps.values():  # warm-up
         timed(s, 2, sync)
+    ops = {method: count_ops(s) for method, s in steps.items()}
     times = {"relu": [], "abr": []}
     for r in range(repeats):  # interleave, alternating which goes first, so drift hits both
         order = ("relu", "abr") if r % 2 == 0 else ("abr", "relu")
@@ -106,7 +127,7 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
         "model": name, "batch": batch, "input": list(shape), "schedule": schedule, "amp": amp, "compile": compile,
         "relu_ms": 1e3 * statistics.median(times["relu"]), "abr_ms": 1e3 * statistics.median(times["abr"]),
         "ratio_of_medians": statistics.median(times["abr"]) / statistics.median(times["relu"]),
-        "median_ratio": statistics.median(ratios),
+        "median_ratio": statistics.median(ratios), "relu_ops": ops["relu"], "abr_ops": ops["abr"],
     }  # fmt: skip
 
 
@@ -163,11 +184,12 @@ def save_json(path: str, schema: str, device: torch.device, rows: list[dict]) ->
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | schedule | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| model | schedule | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios "
+             "| ops/step ReLU / ABR |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
+        ops = f"{r['relu_ops']} / {r['abr_ops']}" if "abr_ops" in r else "n/a"  # (rows saved before the count)
         lines.append(f"| {r['model']} | {r['schedule']} | {r['batch']} | {r['relu_ms']:.2f} | {r['abr_ms']:.2f} | "
-                     f"{r['ratio_of_medians']:.3f} | {r['median_ratio']:.3f} |")  # fmt: skip
+                     f"{r['ratio_of_medians']:.3f} | {r['median_ratio']:.3f} | {ops} |")  # fmt: skip
     return "\n".join(lines)
 
 

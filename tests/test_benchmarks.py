@@ -27,4 +27,6 @@ def test_benchmark_runs_and_writes_its_rows(args, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["model"] == "mlp" for r in rows)
+    if "abr_ops" in rows[0]:  # the step's op count: ABR adds work to ReLU's, never less
+        assert all(r["abr_ops"] > r["relu_ops"] > 0 for r in rows)
     assert "| mlp |" in done.stdout
