@@ -180,20 +180,22 @@ def test_only_abrs_are_driven_and_frozen():
 
 def test_stage_defaults_follow_the_rounding_and_the_number_of_binary_layers():
     single = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), abrnet.ABR(8), nn.Linear(8, 3))
-    cases = ((single, {}, (0.01, 0.02)), (_mlp(), {}, (0.01, 0.02)),  # rounded: early for any number
+    cases = ((single, {}, (0.0, 0.0)), (_mlp(), {}, (0.0, 0.0)),  # rounded: binary from the first step
              (single, {"rounded": False}, (0.01, 0.02)), (_mlp(), {"rounded": False}, (0.1, 0.2)),
              (_mlp(), {"surrogate": False}, (0.1, 0.2)))  # fmt: skip
     for model, kw, want in cases:
         sched = BinarizationSchedule(model, torch.optim.SGD(model.parameters(), lr=0.1), 100, **kw)
         assert (sched.binarize_at, sched.freeze_at) == want
         assert sched.rounded is kw.get("rounded", kw.get("surrogate", True))
-        assert sched.frozen_count(want[1] - 1e-9) == 0 and sched.frozen_count(want[1]) == 1
+        assert want[1] == 0 or sched.frozen_count(want[1] - 1e-9) == 0
+        assert sched.frozen_count(want[1]) == 1
     # given values win; an unset freeze_at never comes before a given binarize_at
     sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, binarize_at=0.3)
     assert (sched.binarize_at, sched.freeze_at) == (0.3, 0.3)
     sched = BinarizationSchedule(_mlp(), torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.5)
-    assert (sched.binarize_at, sched.freeze_at) == (0.01, 0.5)
-    sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.005)
+    assert (sched.binarize_at, sched.freeze_at) == (0.0, 0.5)
+    sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, freeze_at=0.005,
+                                 rounded=False)  # fmt: skip
     assert (sched.binarize_at, sched.freeze_at) == (0.005, 0.005)
 
 
@@ -437,6 +439,29 @@ def test_rounded_steps_sit_at_the_middles_of_the_windows_and_deploy_there(learn_
     inside = (h.detach() >= 0) & (h.detach() < a)
     assert inside.any() and not inside.all()
     torch.testing.assert_close(h.grad, inside.float() / a)
+
+
+def test_by_default_the_first_step_measures_and_the_second_trains_the_binary_network():
+    # Rounded steps' stages both start at 0: the first step trains the bounded rectifiers
+    # (nothing is frozen before the slopes are measured), after it the first layer is its
+    # step at the middle of its placed window, with the window's gradient.
+    model, (x, y) = _mlp(), _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x)
+    assert (sched.binarize_at, sched.freeze_at) == (0.0, 0.0) and sched.stage == "freeze"
+    for expect_frozen in (False, True):
+        h = model[0](x).detach().requires_grad_()
+        out = model[1](h)
+        assert model[1].frozen is expect_frozen
+        binary = bool(((out == 0) | (out == 1)).all())
+        assert binary is expect_frozen  # the bounded rectifier, then its exact step
+        out.sum().backward()
+        assert h.grad.abs().sum() > 0  # a gradient either way: the slope's, then the window's
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    abr, width = model[1], sched.width["1"].item()
+    assert abr.rounded and abr.threshold.item() == pytest.approx(width / 2)
 
 
 def test_rounded_linear_regions_contract_about_their_middles():

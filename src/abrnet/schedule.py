@@ -4,12 +4,13 @@
 :class:`BinarizationSchedule` drives every binary activation of a model to its exact
 step by the last step, whatever the model, batch size or number of processes: written in
 progress ``p = step / total_steps``, it aims at the end state (every output exactly 0/1,
-training form = deployed form). Three stages, from docs/method.md's study (they start
-at 0.01 and 0.02 of the steps; at 0.1 and 0.2 for several centred layers):
+training form = deployed form). Three stages, from docs/method.md's study (with the
+default rounded steps the first two take the first step alone; with centred steps they
+start at 0.01 and 0.02 of the steps, at 0.1 and 0.2 for several layers):
 
 1. ``learn`` (``p < binarize_at``): the ABRs train as bounded rectifiers (optionally
    with a growth term; none by default), which sets each layer's weights, slopes and
-   scale of pre-activations.
+   scale of pre-activations (by default one step, which measures them).
 2. ``binarize`` (``binarize_at <= p < freeze_at``): each layer's slope floor rises
    geometrically from where its slopes are to the slope at which ``saturate`` of its
    held-out pre-activations fall outside the linear region. By default (``surrogate``)
@@ -47,23 +48,27 @@ from .steps import binary_layers, freeze, upstream_params
 from .windows import add_widths, average_grads, place_thresholds, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
-# the defaults of this class and of abrnet's run config. Early: with the surrogate, the
-# longer the exact binary network trains, the better, and rounded steps learn best as
-# steps almost from the start, the way 1-bit PACT trains (measured: docs/results.md).
-BINARIZE_AT, FREEZE_AT, SATURATE = 0.01, 0.02, 0.99
-# The centred steps [x > 0] (rounded=False) on several binary layers need a longer
-# bounded-rectifier stage: without it the quick net's four lose 0.28 points (3 seeds);
-# a single one (nothing binary feeds it) does not (docs/results.md).
-CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT = 0.1, 0.2
+# the defaults of this class and of abrnet's run config. Rounded steps (the default) are
+# binary from the first step, as 1-bit PACT is: the bounded rectifier's own stage, even
+# 1% of the steps long, cost the quick net 0.4 points (3 seeds; docs/results.md). The
+# slopes after that first step set the windows, and the layers freeze first to last.
+BINARIZE_AT, FREEZE_AT, SATURATE = 0.0, 0.0, 0.99
+# The centred steps [x > 0] (rounded=False) need a bounded-rectifier stage: 1% of the
+# steps for one binary layer (nothing binary feeds it), 10% for several, without which
+# the quick net's four lose 0.28 points (3 seeds; docs/results.md).
+CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT = 0.01, 0.02
+CENTRED_SEVERAL_BINARIZE_AT, CENTRED_SEVERAL_FREEZE_AT = 0.1, 0.2
 # Each step rounds its bounded rectifier (docs/method.md, "Rounded steps").
 ROUNDED = True
 
 
 def stage_defaults(binary_layers: int, rounded: bool = ROUNDED) -> tuple[float, float]:
     """The default ``(binarize_at, freeze_at)`` for a model with this many binary layers."""
-    if not rounded and binary_layers > 1:
-        return CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT
-    return BINARIZE_AT, FREEZE_AT
+    if rounded:
+        return BINARIZE_AT, FREEZE_AT
+    if binary_layers > 1:
+        return CENTRED_SEVERAL_BINARIZE_AT, CENTRED_SEVERAL_FREEZE_AT
+    return CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT
 
 
 # No growth term by default: it pushes units out of the linear region while they still
@@ -78,8 +83,9 @@ class BinarizationSchedule:
     Args:
         growth, kind: strength and kind of the growth term in the ``learn`` stage.
         binarize_at, freeze_at: where the ``binarize`` and ``freeze`` stages start, as
-            fractions of ``total_steps``; by default (None) 0.01 and 0.02, or 0.1 and
-            0.2 for several centred (not ``rounded``) layers (:func:`stage_defaults`).
+            fractions of ``total_steps``; by default (None) both 0 with ``rounded``
+            steps (binary from the first step on, once it has measured the slopes),
+            else 0.01 and 0.02, or 0.1 and 0.2 for several layers (:func:`stage_defaults`).
         saturate: share of a layer's held-out pre-activations that must lie outside the
             linear region (``|w x| >= 1``) when the floors reach their end.
         held_out: a batch of inputs (or None) on which the end slopes are measured when
@@ -271,7 +277,8 @@ class BinarizationSchedule:
         """Bring floors, surrogate windows and frozen layers to the current step: all are
         functions of the step and of what was measured, and outside the ``binarize``
         stage change only with the stage, a freeze or the measurement."""
-        stage, want = self.stage, self.frozen_count()
+        # (none freezes before the stage's measurement: at binarize_at = 0, the first step)
+        stage, want = self.stage, self.frozen_count() if self.end or not self.abrs else 0
         key = (stage, want, len(self.end))
         if stage != "binarize" and key == self._synced:
             return

@@ -22,7 +22,16 @@ from ..errors import UserError
 from ..functional import GROWTH_KINDS
 from ..penalty import SLOPE_LR_MULT
 from ..rivals import METHODS
-from ..schedule import BINARIZE_AT, CENTRED_BINARIZE_AT, CENTRED_FREEZE_AT, FREEZE_AT, ROUNDED, SATURATE
+from ..schedule import (
+    BINARIZE_AT,
+    CENTRED_BINARIZE_AT,
+    CENTRED_FREEZE_AT,
+    CENTRED_SEVERAL_BINARIZE_AT,
+    CENTRED_SEVERAL_FREEZE_AT,
+    FREEZE_AT,
+    ROUNDED,
+    SATURATE,
+)
 from .datasets import DATASETS
 from .models import MODELS
 
@@ -88,12 +97,13 @@ class TrainConfig:
     binarize_at: float | None = _f(
         None,
         "adaptive: share of the steps after which the slope floors rise; "
-        f"unset: {BINARIZE_AT}, or {CENTRED_BINARIZE_AT} for several binary layers not rounded",
+        f"unset: {BINARIZE_AT} (rounded); not rounded, {CENTRED_BINARIZE_AT}, or {CENTRED_SEVERAL_BINARIZE_AT} "
+        "for several binary layers",
     )
     freeze_at: float | None = _f(
         None,
-        f"adaptive: share of the steps after which layers freeze, first to last; unset: {FREEZE_AT}, "
-        f"or {CENTRED_FREEZE_AT} for several not rounded",
+        f"adaptive: share of the steps after which layers freeze, first to last; unset: {FREEZE_AT} (rounded); "
+        f"not rounded, {CENTRED_FREEZE_AT}, or {CENTRED_SEVERAL_FREEZE_AT} for several",
     )
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
