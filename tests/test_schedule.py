@@ -122,9 +122,12 @@ def test_end_does_not_depend_on_the_number_of_steps():
         assert [a.floor(n, p) for n in a.abrs] == [b.floor(n, p) for n in b.abrs]
 
 
-def test_layers_freeze_first_to_last_in_the_last_stage():
-    s = BinarizationSchedule(_mlp(), torch.optim.SGD(_mlp().parameters(), lr=0.1), 100, freeze_at=0.8)
-    assert [s.frozen_count(p) for p in (0.79, 0.8, 0.89, 0.9, 0.99, 1.0)] == [0, 1, 1, 2, 2, 2]
+@pytest.mark.parametrize("rounded, want", [(False, [0, 1, 1, 2, 2, 2]), (True, [0, 2, 2, 2, 2, 2])],
+                         ids=["centred-first-to-last", "rounded-all-at-once"])  # fmt: skip
+def test_layers_freeze_in_the_last_stage(rounded, want):
+    s = BinarizationSchedule(_mlp(), torch.optim.SGD(_mlp().parameters(), lr=0.1), 100, freeze_at=0.8,
+                             rounded=rounded)  # fmt: skip
+    assert [s.frozen_count(p) for p in (0.79, 0.8, 0.89, 0.9, 0.99, 1.0)] == want
 
 
 def test_without_surrogate_upstream_gradients_are_divided_by_the_rise():
@@ -188,7 +191,7 @@ def test_stage_defaults_follow_the_rounding_and_the_number_of_binary_layers():
         assert (sched.binarize_at, sched.freeze_at) == want
         assert sched.rounded is kw.get("rounded", kw.get("surrogate", True))
         assert want[1] == 0 or sched.frozen_count(want[1] - 1e-9) == 0
-        assert sched.frozen_count(want[1]) == 1
+        assert sched.frozen_count(want[1]) == (len(sched.names) if sched.rounded else 1)
     # given values win; an unset freeze_at never comes before a given binarize_at
     sched = BinarizationSchedule(single, torch.optim.SGD(single.parameters(), lr=0.1), 100, binarize_at=0.3)
     assert (sched.binarize_at, sched.freeze_at) == (0.3, 0.3)

@@ -22,8 +22,8 @@ start at 0.01 and 0.02 of the steps, at 0.1 and 0.2 for several layers):
    itself, which contracts about its middle; otherwise the step is ``[x > 0]`` and the
    window centred on it. Without ``surrogate``, the ABR's own ``w * grad``, with the
    gradients upstream divided by the floors' rise.
-3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, first
-   to last, at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
+3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, all at
+   once with rounded steps, else first to last at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
    backward the surrogate, so the rest of the budget trains the binary network itself.
    At the last step every activation is a step: the training form is the deployed network.
 
@@ -51,7 +51,7 @@ from .windows import add_widths, average_grads, place_thresholds, place_widths
 # the defaults of this class and of abrnet's run config. Rounded steps (the default) are
 # binary from the first step, as 1-bit PACT is: the bounded rectifier's own stage, even
 # 1% of the steps long, cost the quick net 0.4 points (3 seeds; docs/results.md). The
-# slopes after that first step set the windows, and the layers freeze first to last.
+# slopes after that first step set the windows, and every layer freezes then.
 BINARIZE_AT, FREEZE_AT, SATURATE = 0.0, 0.0, 0.99
 # The centred steps [x > 0] (rounded=False) need a bounded-rectifier stage: 1% of the
 # steps for one binary layer (nothing binary feeds it), 10% for several, without which
@@ -232,9 +232,9 @@ class BinarizationSchedule:
         n = len(self.names)
         if p < self.freeze_at or n == 0:
             return 0
-        if p >= 1.0:
+        if p >= 1.0 or self.rounded:  # rounded steps: the whole binary network at once, as PACT trains
             return n
-        # Layer k (0-based) freezes at freeze_at + k / n of the stage.
+        # Centred steps: layer k (0-based) freezes at freeze_at + k / n of the stage.
         return min(n, 1 + math.floor((p - self.freeze_at) / max(1.0 - self.freeze_at, 1e-12) * n))
 
     # -- the hooks: at every step, so the common case is a few attribute reads (a small
