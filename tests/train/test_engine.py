@@ -84,8 +84,10 @@ def test_paper_schedule_two_phases(tmp_path):
 
 
 def test_unset_stages_are_the_schedules_defaults_for_the_binary_layers(tmp_path):
-    t = _trainer(tmp_path, schedule="adaptive")  # one binary layer: the early stages
+    t = _trainer(tmp_path, schedule="adaptive")  # rounded steps: binary from the first step
     assert (t.cfg.binarize_at, t.cfg.freeze_at) == (None, None)
+    assert (t.binarization.binarize_at, t.binarization.freeze_at) == (0.0, 0.0)
+    t = _trainer(tmp_path, schedule="adaptive", rounded=False)  # one centred binary layer: the early stages
     assert (t.binarization.binarize_at, t.binarization.freeze_at) == (0.01, 0.02)
     assert _trainer(tmp_path, schedule="adaptive", freeze_at=0.5).binarization.freeze_at == 0.5
     TrainConfig(binarize_at=0.3).validate()
