@@ -23,9 +23,10 @@ start at 0.01 and 0.02 of the steps, at 0.1 and 0.2 for several layers):
    window centred on it. Without ``surrogate``, the ABR's own ``w * grad``, with the
    gradients upstream divided by the floors' rise.
 3. ``freeze`` (``p >= freeze_at``): the activations are frozen into their steps, all at
-   once with rounded steps, else first to last at evenly spaced steps; each frozen step's forward is exactly 0/1 and its
-   backward the surrogate, so the rest of the budget trains the binary network itself.
-   At the last step every activation is a step: the training form is the deployed network.
+   once with rounded steps, else first to last at evenly spaced steps; each frozen
+   step's forward is exactly 0/1 and its backward the surrogate, so the rest of the
+   budget trains the binary network itself. At the last step every activation is a step:
+   the training form is the deployed network.
 
 Use in a plain loop (hooks on the optimizer do the per-step work)::
 
@@ -50,7 +51,7 @@ from .windows import add_widths, average_grads, place_thresholds, place_widths
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config. Rounded steps (the default) are
 # binary from the first step, as 1-bit PACT is: the bounded rectifier's own stage, even
-# 1% of the steps long, cost the quick net 0.4 points (3 seeds; docs/results.md). The
+# 1% of the steps long, cost the quick net 0.26 points (3 seeds; docs/results.md). The
 # slopes after that first step set the windows, and every layer freezes then.
 BINARIZE_AT, FREEZE_AT, SATURATE = 0.0, 0.0, 0.99
 # The centred steps [x > 0] (rounded=False) need a bounded-rectifier stage: 1% of the
