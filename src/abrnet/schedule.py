@@ -46,7 +46,7 @@ from .functional import check_growth_kind
 from .penalty import abr_layers, add_growth_grad_, clamp_layers_
 from .stats import slopes_at_shares
 from .steps import binary_layers, freeze, upstream_params
-from .windows import add_widths, average_grads, place_thresholds, place_widths
+from .windows import AfterStep, add_widths, average_grads, place_thresholds, place_widths
 
 # Where the stages start, as shares of the steps, and how saturated each layer ends:
 # the defaults of this class and of abrnet's run config. Rounded steps (the default) are
@@ -189,6 +189,7 @@ class BinarizationSchedule:
         # per ABR: the window's width 1/w0, learned (a tensor, not a model parameter: the
         # model's state_dict and the deployed net do not change); set when the stage begins
         self.width = add_widths(optimizer, self.abrs, model) if surrogate and learn_window else {}
+        self._after: AfterStep | None = None  # their per-step work, built once they are placed
         self._hooks = []
         if hook_optimizer:
             self._hooks = [optimizer.register_step_pre_hook(lambda *a: self.before_step()),
@@ -265,11 +266,10 @@ class BinarizationSchedule:
             self._layers = [m for m in self.abrs.values() if not m.has_uninitialized_params()]
             self._synced = None
         self._sync()
-        if self.width and self.end:
-            with torch.no_grad():  # a width under 1/max_slope would be a slope above it
-                torch._foreach_clamp_min_(list(self.width.values()), 1.0 / self.max_slope)
-                if self.rounded:  # the steps stay at the middles of the moved windows (fixed ones do not move)
-                    place_thresholds(self.abrs, self.width, {})
+        if self.width and self.end:  # (fixed windows do not move)
+            if self._after is None:
+                self._after = AfterStep(self.width, self.abrs, 1.0 / self.max_slope, self.rounded)
+            self._after()
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
@@ -322,6 +322,7 @@ class BinarizationSchedule:
                 self.window[name] = min(got["window"] / 2, self.max_slope)
         # the learned windows start where the fixed ones would be
         place_widths(self.width, self.abrs, {n: w for n, w in self._fixed_widths().items() if n in self.width})
+        self._after = None
 
     def _fixed_widths(self) -> dict[str, float]:
         """Each measured layer's window width ``1/w0`` as the stage began."""

@@ -57,6 +57,33 @@ def place_thresholds(abrs: dict[str, ABR], width: dict[str, Tensor], fixed: dict
         abrs[name].threshold.fill_(0.5 * fixed[name])
 
 
+class AfterStep:
+    """The learned widths' work after each optimizer step: each clamped to ``min_width``
+    (a narrower window would be a slope above the cap) and, for rounded steps, each ABR's
+    threshold put back at its width's middle. Three foreach kernels on detached aliases of
+    the widths, which need no ``no_grad`` block: on a small net, where a whole step is a
+    few hundred µs, the general path (:func:`place_thresholds` under ``no_grad``) cost
+    20-30 µs of it (docs/benchmarks.md). Build it again after :func:`place_widths`,
+    which may move a width to new storage."""
+
+    def __init__(self, width: dict[str, Tensor], abrs: dict[str, ABR], min_width: float, rounded: bool) -> None:
+        self.data = [w.detach() for w in width.values()]  # the same storage as the widths
+        self.abrs = [abrs[n] for n in width] if rounded else []
+        self.min_width = min_width
+        self.halves: list[Tensor] = []
+
+    def __call__(self) -> None:
+        torch._foreach_clamp_min_(self.data, self.min_width)
+        if self.abrs:
+            # looked up each time: moving the model replaces its buffers
+            ths = [m._buffers["threshold"] for m in self.abrs]
+            if not self.halves or self.halves[0].device != ths[0].device:
+                # 0-dim tensors, not the scalar 0.5: that form of the kernel is 3-5x slower here
+                self.halves = [torch.full_like(t, 0.5) for t in ths]
+            torch._foreach_copy_(ths, self.data)
+            torch._foreach_mul_(ths, self.halves)
+
+
 def average_grads(tensors: list[Tensor]) -> None:
     """Average the gradients of ``tensors`` over the processes of a distributed run, as
     ``DistributedDataParallel`` does for the model's (single process: left as they are).
