@@ -1,7 +1,9 @@
 """Training-step time of each recipe's network with ABR against the same network with
 ReLU: forward + backward + optimizer step (+ the growth gradient and slope clamp that
-ABR training adds), in the engine's channels_last layout unless --contiguous. Both run side by side in one process, interleaved, and the
-script reports medians and the ratio ABR / ReLU.
+ABR training adds), in the engine's channels_last layout unless --contiguous. Both run
+side by side in one process, interleaved, and the script reports medians and the ratio
+ABR / ReLU, the ATen ops one step dispatches, and ABR's own per-step work (its optimizer
+hooks) timed alone beside a fused SGD step over the same parameters.
 
     python benchmarks/bench_train_step.py            # CPU, all recipe networks
     python benchmarks/bench_train_step.py --device cuda --models caffenet --batch 256
@@ -50,6 +52,7 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
     opt = torch.optim.SGD(abrnet.param_groups(model, lr=1e-3), momentum=0.9)
     forward = torch.compile(model) if compile else model  # the optimizer and schedule keep the eager module
     paper = abr and schedule == "paper"
+    sched = None
     if abr and schedule in ("adaptive", "fixed-window", "centred"):
         # The adaptive schedule's optimizer hooks, held at 70% of the budget: in its
         # freeze stage, every layer frozen (forward the step, backward the surrogate
@@ -60,6 +63,14 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
         sched.step_count = int(0.7e9)
         sched._measure_end()
         sched._sync()
+
+    def work() -> None:  # ABR's own per-step work, outside forward, backward and optimizer
+        if paper:
+            abrnet.add_growth_grad_(model, 1e-3)
+            abrnet.clamp_slopes_(model)
+        elif sched is not None:
+            sched.before_step()
+            sched.after_step()
 
     def step() -> None:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -72,7 +83,7 @@ def make_step(model: nn.Module, abr: bool, x, y, amp: bool, schedule: str = "pap
         if paper:
             abrnet.clamp_slopes_(model)
 
-    return step
+    return step, work, opt
 
 
 class _CountOps(TorchDispatchMode):
@@ -109,10 +120,12 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
     batch = batch or default_batch
     x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
-    steps = {}
+    made = {}
     for method in ("relu", "abr"):
         model = build(name, method, shape).to(device, memory_format=fmt).train()
-        steps[method] = make_step(model, method == "abr", x, y, amp, schedule, compile)
+        made[method] = make_step(model, method == "abr", x, y, amp, schedule, compile)
+    steps = {method: m[0] for method, m in made.items()}
+    _, work, opt = made["abr"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for s in steps.values():  # warm-up
         timed(s, 2, sync)
@@ -123,11 +136,21 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
         for method in order:
             times[method].append(timed(steps[method], iters, sync))
     ratios = [a / r for a, r in zip(times["abr"], times["relu"], strict=True)]
+    # ABR's per-step work (the schedule's optimizer hooks, or the paper's growth gradient
+    # and clamp) timed alone, beside a fused SGD step over the same parameters and grads:
+    # what issue 13 asks that work to cost no more than.
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    fused = torch.optim.SGD(params, lr=1e-3, momentum=0.9, fused=True)
+    hooks, sgd = [], []
+    for _ in range(repeats):
+        hooks.append(timed(work, iters, sync))
+        sgd.append(timed(fused.step, iters, sync))
     return {
         "model": name, "batch": batch, "input": list(shape), "schedule": schedule, "amp": amp, "compile": compile,
         "relu_ms": 1e3 * statistics.median(times["relu"]), "abr_ms": 1e3 * statistics.median(times["abr"]),
         "ratio_of_medians": statistics.median(times["abr"]) / statistics.median(times["relu"]),
         "median_ratio": statistics.median(ratios), "relu_ops": ops["relu"], "abr_ops": ops["abr"],
+        "work_us": 1e6 * statistics.median(hooks), "fused_sgd_us": 1e6 * statistics.median(sgd),
     }  # fmt: skip
 
 
@@ -185,11 +208,13 @@ def save_json(path: str, schema: str, device: torch.device, rows: list[dict]) ->
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | schedule | batch | ReLU ms/step | ABR ms/step | ABR / ReLU (ratio of medians) | median of ratios "
-             "| ops/step ReLU / ABR |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        ops = f"{r['relu_ops']} / {r['abr_ops']}" if "abr_ops" in r else "n/a"  # (rows saved before the count)
+             "| ops/step ReLU / ABR | ABR's own work / a fused SGD step, µs |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:  # (rows saved before a column have n/a there)
+        ops = f"{r['relu_ops']} / {r['abr_ops']}" if "abr_ops" in r else "n/a"
+        work = f"{r['work_us']:.1f} / {r['fused_sgd_us']:.1f}" if "work_us" in r else "n/a"
         lines.append(f"| {r['model']} | {r['schedule']} | {r['batch']} | {r['relu_ms']:.2f} | {r['abr_ms']:.2f} | "
-                     f"{r['ratio_of_medians']:.3f} | {r['median_ratio']:.3f} | {ops} |")  # fmt: skip
+                     f"{r['ratio_of_medians']:.3f} | {r['median_ratio']:.3f} | {ops} | {work} |")  # fmt: skip
     return "\n".join(lines)
 
 

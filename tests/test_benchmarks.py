@@ -29,4 +29,5 @@ def test_benchmark_runs_and_writes_its_rows(args, tmp_path):
     assert rows and all(r["model"] == "mlp" for r in rows)
     if "abr_ops" in rows[0]:  # the step's op count: ABR adds work to ReLU's, never less
         assert all(r["abr_ops"] > r["relu_ops"] > 0 for r in rows)
+        assert all(r["work_us"] > 0 and r["fused_sgd_us"] > 0 for r in rows)
     assert "| mlp |" in done.stdout
