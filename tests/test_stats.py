@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import abrnet
+from abrnet.rivals import PACT
 
 
 def test_binarization_stats_counts_shares_exactly():
@@ -28,6 +29,23 @@ def test_binarization_stats_accepts_loaders_and_restores_mode():
     stepped = abrnet.binarize(model)
     for s in abrnet.binarization_stats(stepped, data).values():
         assert s.between == 0 and s.changed == 0 and s.slope_mean is None
+
+
+def test_binarization_stats_say_where_each_deployed_step_fires():
+    rounded, paper, pact = abrnet.ABR(5), abrnet.ABR(5), PACT(init_alpha=0.6)
+    with torch.no_grad():
+        rounded.threshold.fill_(0.25)
+    rounded.frozen = True
+    model = nn.Sequential(nn.Linear(3, 5), rounded, nn.Linear(5, 5), paper, nn.Linear(5, 5), pact)
+    stats = abrnet.binarization_stats(model, torch.randn(8, 3))
+    assert [stats[n].threshold for n in ("1", "3", "5")] == pytest.approx([0.25, 0.0, 0.3])
+    assert [stats[n].frozen for n in ("1", "3", "5")] == [True, False, False]
+    # the deployed network says the same; a folded BatchNorm has one threshold per channel
+    deployed = abrnet.binarization_stats(abrnet.binarize(model), torch.randn(8, 3))
+    assert [deployed[n].threshold for n in ("1", "3", "5")] == pytest.approx([0.25, 0.0, 0.3])
+    bn = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), abrnet.ABR(5)).train()
+    bn(torch.randn(16, 3))
+    assert abrnet.binarization_stats(abrnet.binarize(bn.eval(), fold_bn=True), torch.randn(8, 3))["2"].threshold is None
 
 
 def test_summary_counts_bits_per_example():

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 from .layers import ABR, is_step
-from .steps import deploy_form, is_binarizable
+from .steps import deploy_form, fires_above, is_binarizable
 
 
 @dataclass
@@ -19,7 +19,9 @@ class LayerStats:
 
     Shares are fractions of all outputs seen: ``zero`` exactly 0, ``one`` exactly 1,
     ``between`` strictly inside (0, 1); ``changed`` would differ if the layer were
-    replaced by its step. Slope fields are None for layers without slopes.
+    replaced by its step. Slope fields are None for layers without slopes. ``threshold``:
+    the deployed step fires at ``x > threshold`` (None where it has one per channel);
+    ``frozen``: the layer computes that step already, so its slope takes no part.
     """
 
     slope_min: float | None
@@ -30,6 +32,8 @@ class LayerStats:
     between: float
     changed: float
     numel: int
+    threshold: float | None = None
+    frozen: bool = False
 
     @property
     def binary(self) -> float:
@@ -108,6 +112,8 @@ def binarization_stats(model: nn.Module, data, max_batches: int | None = None) -
             between=(c.n - c.zero - c.one) / n,
             changed=c.changed / n,
             numel=c.n,
+            threshold=fires_above(m if is_step(m) else deploy_form(m)),
+            frozen=bool(getattr(m, "frozen", False)),
         )
     return out
 
@@ -126,9 +132,14 @@ def non_binary_outputs(stats: dict[str, LayerStats]) -> dict:
     }
 
 
-def mean_slope(model: nn.Module) -> float | None:
-    """Mean effective slope over every ABR unit of ``model``; None without ABRs."""
-    slopes = [m.effective_slope().detach().flatten() for m in model.modules() if isinstance(m, ABR)]
+def mean_slope(model: nn.Module, frozen: bool = True) -> float | None:
+    """Mean effective slope over every ABR unit of ``model`` (``frozen=False``: of the
+    ABRs not yet frozen into their steps); None without such ABRs."""
+    slopes = [
+        m.effective_slope().detach().flatten()
+        for m in model.modules()
+        if isinstance(m, ABR) and (frozen or not m.frozen)
+    ]
     return torch.cat(slopes).mean().item() if slopes else None
 
 

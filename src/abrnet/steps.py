@@ -136,13 +136,21 @@ def binarize(model: nn.Module, layers: str | Sequence[str] = "all", *, fold_bn: 
     return out
 
 
+def fires_above(step: nn.Module) -> float | None:
+    """``t`` where ``step`` is ``[x > t]`` with one ``t`` for the whole layer: 0 for a
+    :class:`Step`, a rounded ABR's or PACT's threshold; None for per-channel thresholds
+    (a folded BatchNorm) or any other module."""
+    if type(step) is Step:
+        return 0.0
+    if type(step) is ThresholdStep and step.threshold.numel() == 1 and bool((step.sign == 1).all()):
+        return step.threshold.item()
+    return None
+
+
 def _foldable(bn: nn.Module, step: nn.Module) -> bool:
     if not (isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats):
         return False
-    # [x > 0], or a rounded ABR's [x > t] (one threshold for the layer, sign +1)
-    return type(step) is Step or (
-        type(step) is ThresholdStep and step.threshold.numel() == 1 and bool((step.sign == 1).all())
-    )
+    return fires_above(step) is not None  # [x > 0], or a rounded ABR's [x > t]
 
 
 def _level(step: nn.Module) -> torch.Tensor | float:

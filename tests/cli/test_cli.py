@@ -1,6 +1,7 @@
 """The CLI as a user types it: subprocesses, exit codes, files, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ def test_train_default_recipe_writes_a_complete_run(digits_run):
     assert report["deployed_binary"]["non_binary_outputs"] == 0
     assert report["memory"]["ratio"] == pytest.approx(32.0)
     assert "deployed step network (exact 0/1)" in run.stdout and "ReLU baseline" in run.stdout
+    # Every layer ends frozen into its rounded step: the table gives where it fires, not a slope.
+    for name, layer in report["layers"].items():
+        assert layer["frozen"] and layer["threshold"] > 0
+        assert re.search(rf"^{name} +frozen +{layer['threshold']:.4g} ", run.stdout, re.M), run.stdout
     metrics = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and [m["phase"] for m in metrics] == [1, 2]
     last = json.loads((out / "dynamics.jsonl").read_text().splitlines()[-1])

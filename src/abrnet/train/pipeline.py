@@ -185,6 +185,22 @@ def finish(cfg, out: Path, trainer, baseline, data, wall: float) -> dict:
     return report
 
 
+def _slope_cell(layer: dict) -> str:
+    # A frozen layer computes its step: its slope takes no part, and would only mislead.
+    if layer.get("frozen"):
+        return "frozen"
+    if layer["slope_mean"] is None:
+        return "-"
+    return f"{layer['slope_min']:.3g}/{layer['slope_mean']:.3g}/{layer['slope_max']:.3g}"
+
+
+def _threshold_cell(layer: dict) -> str:
+    if "threshold" not in layer:  # a report written before the column
+        return "-"
+    t = layer["threshold"]
+    return "per channel" if t is None else f"{t:.4g}"
+
+
 def format_report(report: dict) -> str:
     acc = report["accuracy"]
     lines = [f"== {report['recipe']}: {report['model']} on {report['dataset']}, method {report['method']}, "
@@ -200,12 +216,11 @@ def format_report(report: dict) -> str:
         lines.append(f"top-5 {name:<28} {t5:>14.4f}")
     if "layers" in report:
         lines.append("")
-        lines.append(f"{'layer':<22} {'slope min/mean/max':>24} {'exact 0':>8} {'exact 1':>8} {'between':>8}")
+        lines.append(f"{'layer':<22} {'slope min/mean/max':>20} {'fires at x >':>12} {'exact 0':>8} "
+                     f"{'exact 1':>8} {'between':>8}")  # fmt: skip
         for name, s in report["layers"].items():
-            slope = (
-                "-" if s["slope_mean"] is None else f"{s['slope_min']:.3g}/{s['slope_mean']:.3g}/{s['slope_max']:.3g}"
-            )
-            lines.append(f"{name[:22]:<22} {slope:>24} {s['zero']:>8.4f} {s['one']:>8.4f} {s['between']:>8.4f}")
+            lines.append(f"{name[:22]:<22} {_slope_cell(s):>20} {_threshold_cell(s):>12} {s['zero']:>8.4f} "
+                         f"{s['one']:>8.4f} {s['between']:>8.4f}")  # fmt: skip
         d = report["deployed_binary"]
         lines.append(f"deployed: {d['layers']} step layers, {d['non_binary_outputs']} of "
                      f"{d['outputs_checked']:,} outputs not exactly 0/1")  # fmt: skip

@@ -1,4 +1,5 @@
-"""The progress bar: loss, accuracy, mean slope and binary share, on the main rank."""
+"""The progress bar: loss, accuracy, the mean slope of the ABRs not yet frozen, and the
+binary share, on the main rank."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class Bar:
         if self.n % self.refresh_every and self.n != trainer.steps_per_epoch:
             return
         post = {"loss": f"{loss:.4f}", "acc": f"{acc:.4f}"}
-        slope = mean_slope(trainer.model)
+        slope = mean_slope(trainer.model, frozen=False)  # a frozen layer's slope takes no part
         if slope is not None:
             post["slope"] = f"{slope:.3g}"
         if self.outputs:
