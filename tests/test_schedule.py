@@ -82,6 +82,23 @@ def test_floors_rise_geometrically_to_the_measured_saturating_slope():
         assert floors == sorted(floors) and floors[-1] == pytest.approx(w1)
 
 
+@pytest.mark.parametrize("learn_window", [True, False], ids=["learned", "fixed"])
+def test_window_share_of_a_rounded_window_counts_the_inputs_that_can_enter_it(learn_window):
+    # Rounded steps' window is [0, width): the share is of the held-out inputs x >= 0, and
+    # the step sits at the middle of that window.
+    model = _mlp()
+    x, _ = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = BinarizationSchedule(model, opt, 40, window_share=0.3, held_out=x, learn_window=learn_window)
+    inputs = _abr_inputs(model, sched, x)
+    opt.step()  # the first step measures
+    for name, m in sched.abrs.items():
+        width = sched.width[name].item() if learn_window else 1 / sched.window[name]
+        v = inputs[name][inputs[name] >= 0]
+        assert ((v < width).float().mean().item()) == pytest.approx(0.3, abs=1.5 / v.numel())
+        assert m.threshold.item() == pytest.approx(width / 2)
+
+
 def test_window_share_sets_each_window_from_the_held_out_inputs():
     # Each layer's window |x| < 1/(2 w0) holds the asked share of its held-out inputs
     # when the binarize stage starts, whatever its slopes; the state carries it.

@@ -107,8 +107,9 @@ class BinarizationSchedule:
             schedule before loading the optimizer's state on a resume. ``False``: the
             window stays at ``w0``.
         window_share: each layer's ``w0`` set so that this share of its held-out
-            inputs lies inside ``|x| < 1/(2 w0)``; ``None`` (or no held-out batch):
-            the layer's mean slope (docs/method.md).
+            inputs lies inside its window: ``|x| < 1/(2 w0)`` centred, or with
+            ``rounded`` steps this share of its inputs ``x >= 0`` inside ``[0, 1/w0)``;
+            ``None`` (or no held-out batch): the layer's mean slope (docs/method.md).
         rounded: (default, with ``surrogate``) the step rounds the bounded rectifier
             instead of taking its lower end: from the ``binarize`` stage on each layer's step is
             ``[x > width/2]``, the middle of the linear region ``[0, width)`` that is
@@ -312,14 +313,16 @@ class BinarizationSchedule:
         for name, m in self.abrs.items():
             self.start[name] = max(m.effective_slope().mean().item(), self.base_floor[name])
         shares = {"end": 1.0 - self.saturate} | ({"window": self.window_share} if self.window_share else {})
-        measured = slopes_at_shares(self.model, self.abrs, self.held_out, shares)
+        # a rounded window [0, 1/w0) holds a share of the inputs x >= 0 (those below never enter it)
+        positive = ("window",) if self.rounded else ()
+        measured = slopes_at_shares(self.model, self.abrs, self.held_out, shares, nonnegative=positive)
         for name in self.abrs:
             got = measured.get(name, {})
             self.end[name] = min(
                 max(got.get("end") or self.start[name] * self.end_mult, self.start[name]), self.max_slope
             )
-            if got.get("window"):  # |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
-                self.window[name] = min(got["window"] / 2, self.max_slope)
+            if got.get("window"):  # centred, |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
+                self.window[name] = min(got["window"] / (1 if self.rounded else 2), self.max_slope)
         # the learned windows start where the fixed ones would be
         place_widths(self.width, self.abrs, {n: w for n, w in self._fixed_widths().items() if n in self.width})
         self._after = None

@@ -270,21 +270,27 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype =
 
 
 @torch.no_grad()
-def slopes_at_shares(model: nn.Module, abrs: dict, x: Tensor | None, shares: dict[str, float]) -> dict[str, dict]:
+def slopes_at_shares(
+    model: nn.Module, abrs: dict, x: Tensor | None, shares: dict[str, float], nonnegative: Iterable[str] = ()
+) -> dict[str, dict]:
     """Per ABR of ``abrs`` (name -> module) and per named share ``s`` of ``shares``: the
-    slope ``w`` at which a share ``s`` of its inputs on ``x`` satisfies ``|w x| < 1``
-    (None where that quantile is 0). Where BinarizationSchedule's floors end, and its
-    windows with ``window_share``."""
+    slope ``w`` at which a share ``s`` of its inputs on ``x`` satisfies ``|w x| < 1``, or
+    for the names in ``nonnegative`` a share ``s`` of its inputs ``x >= 0`` satisfies
+    ``w x < 1`` (None where that quantile is 0). Where BinarizationSchedule's floors end,
+    and its windows with ``window_share``."""
     if x is None:
         return {}
     inputs: dict[str, Tensor] = {}
     hooks = {m: (lambda m, i, o, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in abrs.items()}
     run_hooked(model, x, hooks)
     out = {}
+    nonnegative = set(nonnegative)
     for name, v in inputs.items():
-        a = v.abs().flatten().float()[: 1 << 24]
+        flat = v.flatten().float()
+        a = flat.abs()[: 1 << 24]
         out[name] = {}
         for key, s in shares.items():
-            q = torch.quantile(a, s).item() if a.numel() else 0.0
+            values = flat[flat >= 0][: 1 << 24] if key in nonnegative else a  # (quantile's size limit)
+            q = torch.quantile(values, s).item() if values.numel() else 0.0
             out[name][key] = 1.0 / q if q > 0 else None
     return out

@@ -108,7 +108,9 @@ class TrainConfig:
     saturate: float = _f(SATURATE, "adaptive: share of each layer's held-out inputs saturated at the end")
     surrogate: bool = _f(True, "adaptive: once the floors rise, ABR gradients are a fixed window around the threshold")
     window_share: float | None = _f(
-        None, "adaptive: share of each layer's held-out inputs inside its window; unset: the slope's"
+        None,
+        "adaptive: share of each layer's held-out inputs inside its window (rounded: of those >= 0); "
+        "unset: the slope's",
     )
     learn_window: bool = _f(True, "adaptive: each layer's window width is learned, as PACT learns its clip level")
     rounded: bool = _f(ROUNDED, "adaptive: each step rounds its bounded rectifier, [x > width/2], not [x > 0]")
