@@ -21,7 +21,8 @@ class LayerStats:
     ``between`` strictly inside (0, 1); ``changed`` would differ if the layer were
     replaced by its step. Slope fields are None for layers without slopes. ``threshold``:
     the deployed step fires at ``x > threshold`` (None where it has one per channel);
-    ``frozen``: the layer computes that step already, so its slope takes no part.
+    ``frozen``: an ABR that computes that step already (the adaptive schedule froze it),
+    so its slope takes no part.
     """
 
     slope_min: float | None
