@@ -11,7 +11,9 @@ block's contents with the tables the writing tool itself prints for that file. A
 other seeds, other days) becomes one merged table in the block ``NAME-parts``
 (``abrnet compare --merge``); a folder ``docs/results/NAME-stages/`` of compare.json files (one per setting of the adaptive
 schedule's stages) becomes one study table in the block ``NAME-stages``; a folder with
-an ``index.json`` (a study of single runs) one table in the block named after it.
+an ``index.json`` (a study of single runs) one table in the block named after it. A
+``NAME.json`` of schema ``abrnet-pool-1`` pools seeds from several compare.json files
+into one table (:func:`pool_table`).
 
     python3 docs/results/render.py
 """
@@ -98,7 +100,49 @@ def leads_table(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+POOL_SCHEMA = "abrnet-pool-1"
+
+
+def pool_table(name: str, spec: dict) -> str:
+    """Seeds pooled across compare.json files, one row per model, scope and method: the
+    spec names, per method, the files its seeds come from (a seed in two is an error),
+    and each method is set against ABR seed by seed, on the seeds both have."""
+    lines = ["| model, scope | method | seeds | deployed %, mean ± std | ABR − method, paired: mean (ABR ahead on) "
+             "| per seed | from |", "| --- | --- | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
+    for row in spec["rows"]:
+        seeds = {}
+        for method, files in row["methods"].items():
+            got, where = {}, {}
+            for file in files:
+                data = json.loads((HERE / file).read_text())
+                for entry in data["results"]:
+                    if entry["binarize"] != row["scope"] or entry["method"] != method:
+                        continue
+                    for run in entry["runs"]:
+                        if run["seed"] in got:
+                            raise SystemExit(
+                                f"{name}: {method} seed {run['seed']} is in {where[run['seed']]} and {file}"
+                            )
+                        got[run["seed"]], where[run["seed"]] = run["deployed"] * 100, file
+            seeds[method] = got
+        abr = seeds["abr"]
+        for method, got in seeds.items():
+            values = [got[s] for s in sorted(got)]
+            mean = sum(values) / len(values)
+            std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+            common = sorted(abr.keys() & got.keys())
+            diffs = [abr[s] - got[s] for s in common]
+            paired = "" if method == "abr" else (
+                f"{sum(diffs) / len(diffs):+.2f} ({sum(d > 0 for d in diffs)} of {len(diffs)})")  # fmt: skip
+            per = ", ".join(f"{s}: {got[s]:.2f}" for s in sorted(got))
+            files = ", ".join(dict.fromkeys(row["methods"][method]))
+            lines.append(f"| {row['label']} | {method} | {len(values)} | {mean:.2f} ± {std:.2f} | {paired} | {per} "
+                         f"| {files} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 PAGES = {  # schema -> (page, renderer); anything else is a compare.json for results.md
+    POOL_SCHEMA: (DOCS / "results.md", pool_table),
     bench_search.SCHEMA: (DOCS / "deploy.md", search_tables),
     bench_train_step.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_train_step)),
     bench_deploy.SCHEMA: (DOCS / "benchmarks.md", bench_tables(bench_deploy)),
