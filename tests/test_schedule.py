@@ -461,6 +461,28 @@ def test_rounded_steps_sit_at_the_middles_of_the_windows_and_deploy_there(learn_
     torch.testing.assert_close(h.grad, inside.float() / a)
 
 
+def test_thresholds_follow_the_learned_widths_after_the_model_is_moved():
+    # Moving a model replaces its buffers: the thresholds the schedule places after each
+    # step are the ABRs' own, not ones it kept from before, and the widths keep learning.
+    model, (x, y) = _mlp(), _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = BinarizationSchedule(model, opt, 100, held_out=x)
+    for i in range(6):
+        if i == 3:
+            model.to(torch.float64)
+            x = x.double()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    widths = {n: w.item() for n, w in sched.width.items()}
+    for name, m in sched.abrs.items():
+        assert m.threshold.dtype == torch.float64 and m.threshold.item() == pytest.approx(widths[name] / 2)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert all(w.item() != widths[n] for n, w in sched.width.items())  # still learned
+
+
 def test_by_default_the_first_step_measures_and_the_second_trains_the_binary_network():
     # Rounded steps' stages both start at 0: the first step trains the bounded rectifiers
     # (nothing is frozen before the slopes are measured), after it the first layer is its
