@@ -268,9 +268,7 @@ class BinarizationSchedule:
             self._synced = None
         self._sync()
         if self.width and self.end:  # (fixed windows do not move)
-            if self._after is None:
-                self._after = AfterStep(self.width, self.abrs, 1.0 / self.max_slope, self.rounded)
-            self._after()
+            self._settle_widths()
         if self._moving:
             with torch.no_grad():
                 clamp_layers_(self._moving, moved_only=True)
@@ -296,8 +294,9 @@ class BinarizationSchedule:
             if window and m.rounded != self.rounded:
                 m.rounded = self.rounded
         if window and self.rounded:
-            with torch.no_grad():
-                place_thresholds(self.abrs, self.width, self._fixed_widths())
+            place_thresholds(self.abrs, {n: w for n, w in self._fixed_widths().items() if n not in self.width})
+        if window and self.width:
+            self._settle_widths()
         for name in self.names[len(self._frozen) : want]:
             if self.straight_through and not self.surrogate:  # the ABR's own gradient: a hook
                 self._handles.extend(freeze(self.model, [name], straight_through=True))
@@ -307,6 +306,12 @@ class BinarizationSchedule:
         # A frozen layer's forward is its step: its slope takes no part, and needs no clamp.
         self._moving = [m for m in self._layers if not m.frozen]
         self._synced = key
+
+    def _settle_widths(self) -> None:
+        """The learned widths clamped, and the rounded steps' thresholds at their middles."""
+        if self._after is None:
+            self._after = AfterStep(self.width, self.abrs, 1.0 / self.max_slope, self.rounded)
+        self._after()
 
     @torch.no_grad()
     def _measure_end(self) -> None:

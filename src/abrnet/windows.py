@@ -45,16 +45,11 @@ def place_widths(width: dict[str, Tensor], abrs: dict[str, ABR], values: dict[st
 
 
 @torch.no_grad()
-def place_thresholds(abrs: dict[str, ABR], width: dict[str, Tensor], fixed: dict[str, float]) -> None:
-    """Each rounded ABR's step at its window's middle: half its learned ``width``, or half
-    its ``fixed`` width where it learns none. Two kernels for all the learned ones: this
-    runs after every optimizer step."""
-    if width:
-        ths = [abrs[n].threshold for n in width]
-        torch._foreach_copy_(ths, list(width.values()))
-        torch._foreach_mul_(ths, 0.5)
-    for name in fixed.keys() - width.keys():
-        abrs[name].threshold.fill_(0.5 * fixed[name])
+def place_thresholds(abrs: dict[str, ABR], fixed: dict[str, float]) -> None:
+    """Each rounded ABR whose window is ``fixed`` (not learned): its step at the window's
+    middle, half the width. (The learned ones move every step: :class:`AfterStep`.)"""
+    for name, width in fixed.items():
+        abrs[name].threshold.fill_(0.5 * width)
 
 
 class AfterStep:
@@ -62,9 +57,9 @@ class AfterStep:
     (a narrower window would be a slope above the cap) and, for rounded steps, each ABR's
     threshold put back at its width's middle. Three foreach kernels on detached aliases of
     the widths, which need no ``no_grad`` block: on a small net, where a whole step is a
-    few hundred µs, the general path (:func:`place_thresholds` under ``no_grad``) cost
-    20-30 µs of it (docs/benchmarks.md). Build it again after :func:`place_widths`,
-    which may move a width to new storage."""
+    few hundred µs, the same work under ``no_grad`` with a scalar multiply cost 20-30 µs
+    of it (docs/benchmarks.md). Build it again after :func:`place_widths`, which may move
+    a width to new storage."""
 
     def __init__(self, width: dict[str, Tensor], abrs: dict[str, ABR], min_width: float, rounded: bool) -> None:
         self.data = [w.detach() for w in width.values()]  # the same storage as the widths
