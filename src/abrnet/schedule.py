@@ -326,7 +326,9 @@ class BinarizationSchedule:
             self.end[name] = min(
                 max(got.get("end") or self.start[name] * self.end_mult, self.start[name]), self.max_slope
             )
-            if got.get("window"):  # centred, |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1
+            # centred, |x| < 1/(2 w0) holds the share: half the slope that puts it in |w x| < 1;
+            # rounded, [0, 1/w0) holds it: that slope itself
+            if got.get("window"):
                 self.window[name] = min(got["window"] / (1 if self.rounded else 2), self.max_slope)
         # the learned windows start where the fixed ones would be
         place_widths(self.width, self.abrs, {n: w for n, w in self._fixed_widths().items() if n in self.width})
