@@ -41,10 +41,35 @@ NETS = {
 }
 
 
+class FloorWindow(nn.Module):
+    """A lower bound on any exact surrogate window made of PyTorch's own kernels, not the
+    method: the window's gradient alone, ``hardtanh(x / width, 0, 1)``. No built-in op has
+    a bounded window with a slope other than 1 in its gradient, so this is the fewest
+    autograd nodes (two per layer, the division and the clamp) that the window's gradient
+    can take; the forward has no step, and there are no hooks. ``learned``: the width is
+    a parameter that the optimizer steps, as the schedule's learned window is."""
+
+    def __init__(self, learned: bool) -> None:
+        super().__init__()
+        width = torch.tensor(2.0)
+        if learned:
+            self.width = nn.Parameter(width)
+        else:
+            self.register_buffer("width", width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.hardtanh(x / self.width, 0.0, 1.0)
+
+
 def build(name: str, method: str, shape) -> nn.Module:
     torch.manual_seed(0)
     model_name = name.split("-")[0]
-    act = (lambda c, last: abrnet.ABR(c)) if method == "abr" else (lambda c, last: nn.ReLU())
+    if method == "abr":
+        act = lambda c, last: abrnet.ABR(c)  # noqa: E731
+    elif method.startswith("floor"):
+        act = lambda c, last: FloorWindow(learned=method == "floor-learned")  # noqa: E731
+    else:
+        act = lambda c, last: nn.ReLU()  # noqa: E731
     return create_model(model_name, act=act, num_classes=10, input_shape=shape)
 
 
@@ -120,10 +145,12 @@ def bench(name: str, batch: int, device: torch.device, repeats: int, iters: int,
     batch = batch or default_batch
     x = torch.randn(batch, *shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
+    floor = schedule.startswith("floor")  # a floor row's "abr" is the FloorWindow network
     made = {}
     for method in ("relu", "abr"):
-        model = build(name, method, shape).to(device, memory_format=fmt).train()
-        made[method] = make_step(model, method == "abr", x, y, amp, schedule, compile)
+        model = build(name, schedule if method == "abr" and floor else method, shape)
+        model = model.to(device, memory_format=fmt).train()
+        made[method] = make_step(model, method == "abr" and not floor, x, y, amp, schedule, compile)
     steps = {method: m[0] for method, m in made.items()}
     _, work, opt = made["abr"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -170,7 +197,8 @@ def main() -> None:
     p.add_argument("--schedule", default="adaptive,paper",
                    help="ABR's per-step work: adaptive (the engine's default: its window learned, its steps rounded), "
                         "fixed-window (adaptive with learn_window=False), centred (adaptive with rounded=False), "
-                        "paper; comma-separated")  # fmt: skip
+                        "paper; or a lower bound in place of ABR: floor-fixed, floor-learned (FloorWindow); "
+                        "comma-separated")  # fmt: skip
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()
     if args.threads:
