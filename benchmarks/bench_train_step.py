@@ -42,12 +42,12 @@ NETS = {
 
 
 class FloorWindow(nn.Module):
-    """A lower bound on any exact surrogate window made of PyTorch's own kernels, not the
-    method: the window's gradient alone, ``hardtanh(x / width, 0, 1)``. No built-in op has
-    a bounded window with a slope other than 1 in its gradient, so this is the fewest
-    autograd nodes (two per layer, the division and the clamp) that the window's gradient
-    can take; the forward has no step, and there are no hooks. ``learned``: the width is
-    a parameter that the optimizer steps, as the schedule's learned window is."""
+    """A floor under the method's step, not the method: the rounded window's gradients
+    alone (tests/test_benchmarks.py holds them equal), as ``hardtanh(x / width, 0, 1)``,
+    two built-in kernels and two autograd nodes per layer. A learned width needs a node
+    that sees it (the division) besides the window's own (the clamp); the forward has no
+    step, and there are no hooks and no slopes group. ``learned``: the width is a
+    parameter that the optimizer steps, as the schedule's learned window is."""
 
     def __init__(self, learned: bool) -> None:
         super().__init__()
