@@ -57,7 +57,7 @@ part() {  # name, command...: run under its time limit, its output in $W/name.lo
 if [ "$DEVICE" = cuda ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$W/card.txt" 2>&1
   REPEATS=(--repeats 11 --iters 5); MODELS=quick,resnet18,caffenet; BIG=(--models resnet18,caffenet --batch 256 --repeats 7 --iters 3)
-  TINY=(); COMPILE=(quick resnet18); SEARCH=(--bits 64,256,1024 --items 1e5,1e6 --hnsw-items 1e5)
+  TINY=(); COMPILE=(quick resnet18); SEARCH=(--bits 64,1024 --items 1e5,1e6 --hnsw-items 1e5 --repeats 1)
   LINEAR=(--quick)
 else
   echo "$DEVICE" > "$W/card.txt"
